@@ -1,0 +1,77 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "icmpwall",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "icmpwall", targets: ["icmpwall"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // libbpf from Debian's libbpf-dev.
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]
+        ),
+        // libpcap from Debian's libpcap-dev: reads pcap and pcapng captures for replay.
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        // The shared ABI header (bpf/include/icmpwall_abi.h) and the few C calls Swift cannot make itself.
+        .target(name: "CIcmpwallShim"),
+        // Generic BPF layer: objects, programs, maps, links, typed errors with errno and verifier log.
+        .target(name: "BPFKit", dependencies: ["CLibBPF", "CIcmpwallShim"]),
+        // Pure-Swift policy core: model, YAML parser with locations, validator, compiler to lookup tables.
+        .target(
+            name: "IcmpwallPolicy",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // Frame builder for tests, the lab and benchmarks (Ethernet, VLAN, IPv4/IPv6, ICMP, checksums).
+        .target(name: "IcmpwallFrames"),
+        // Capture reading (libpcap: pcap and pcapng, Ethernet and Linux cooked).
+        .target(name: "IcmpwallCapture", dependencies: ["CPcap", "IcmpwallFrames"]),
+        // The dataplane: embedded BPF object, pins, attach/apply/detach, counters, replay.
+        .target(
+            name: "IcmpwallDataplane",
+            dependencies: [
+                "BPFKit", "CIcmpwallShim", "IcmpwallPolicy", "IcmpwallCapture", "IcmpwallFrames",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            plugins: ["EmbedBPF"]
+        ),
+        .executableTarget(
+            name: "icmpwall",
+            dependencies: [
+                "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Compiles bpf/*.bpf.c with clang -target bpf and embeds the object as Swift source.
+        .plugin(name: "EmbedBPF", capability: .buildTool()),
+
+        .testTarget(name: "IcmpwallPolicyTests", dependencies: ["IcmpwallPolicy"]),
+        .testTarget(name: "IcmpwallFramesTests", dependencies: ["IcmpwallFrames", "IcmpwallCapture"]),
+        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(
+            name: "IcmpwallDataplaneTests",
+            dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit", "CIcmpwallShim"]
+        ),
+        .testTarget(
+            name: "IcmpwallEndToEndTests",
+            dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit"]
+        ),
+    ]
+)
