@@ -77,6 +77,13 @@ struct {
 } icw_rules SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ICW_MAX_RULE_IDS);
+	__type(key, struct icw_rule_name);
+	__type(value, struct icw_rule_identity);
+} icw_rule_ids SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, ICW_MAX_RULE_IDS);
 	__type(key, __u32);

@@ -14,3 +14,64 @@ int icw_gettid(void)
 {
 	return (int)syscall(SYS_gettid);
 }
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+int icw_packet_open(int ifindex, int receive)
+{
+	struct sockaddr_ll addr;
+	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, receive ? htons(ETH_P_ALL) : 0);
+	if (fd < 0)
+		return -errno;
+	if (receive) {
+		memset(&addr, 0, sizeof(addr));
+		addr.sll_family = AF_PACKET;
+		addr.sll_protocol = htons(ETH_P_ALL);
+		addr.sll_ifindex = ifindex;
+		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+			int e = errno;
+			close(fd);
+			return -e;
+		}
+	}
+	return fd;
+}
+
+int icw_packet_send(int fd, int ifindex, const void *frame, unsigned long len)
+{
+	struct sockaddr_ll addr;
+	memset(&addr, 0, sizeof(addr));
+	addr.sll_family = AF_PACKET;
+	addr.sll_ifindex = ifindex;
+	addr.sll_halen = ETH_ALEN;
+	memcpy(addr.sll_addr, frame, ETH_ALEN);
+	if (sendto(fd, frame, len, 0, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -errno;
+	return 0;
+}
+
+long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct sockaddr_ll from;
+		socklen_t fromlen = sizeof(from);
+		ssize_t n;
+		int r = poll(&p, 1, timeout_ms);
+		if (r < 0)
+			return errno == EINTR ? 0 : -errno;
+		if (r == 0)
+			return 0;
+		n = recvfrom(fd, buf, cap, MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (from.sll_pkttype == PACKET_OUTGOING)
+			continue; /* our own transmissions are not what arrived */
+		return n;
+	}
+}

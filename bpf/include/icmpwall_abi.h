@@ -188,6 +188,22 @@ struct icw_rule {
 };
 _Static_assert(sizeof(struct icw_rule) == 104, "icw_rule layout");
 
+/* ---- rule identities (map icw_rule_ids, hash; control plane only, the datapath never reads it) ----
+ * Counters and buckets belong to a rule name: apply keeps a rule's id while its name stays, and its
+ * bucket while its limit stays (same limit_signature). Lives in bpffs so every process agrees. */
+
+struct icw_rule_name {
+	char name[ICW_NAME_LEN];
+};
+_Static_assert(sizeof(struct icw_rule_name) == 64, "icw_rule_name layout");
+
+struct icw_rule_identity {
+	__u32 rule_id;
+	__u32 bucket_epoch;
+	__u64 limit_signature;
+};
+_Static_assert(sizeof(struct icw_rule_identity) == 16, "icw_rule_identity layout");
+
 /* ---- token buckets --------------------------------------------------------------------------- */
 
 struct icw_bucket_state {
@@ -287,6 +303,8 @@ static inline __u32 icw_type_base(__u32 family, __u32 type)
 #define ICW_IPV6_ROWS (256 * 2 + 6 * (ICW_DETAILED_CODES + 1 - 2))
 #define ICW_UNPARSED_ROWS 2
 #define ICW_COUNTER_ROWS (ICW_UNPARSED_ROWS + ICW_IPV4_ROWS + ICW_IPV6_ROWS)
+/* The same number as an enum constant: Swift imports it (it does not import arithmetic macros). */
+enum { ICW_COUNTER_ROW_COUNT = ICW_COUNTER_ROWS };
 
 /* type < 0: the frame's ICMP header could not be read. */
 static inline __u32 icw_counter_row(__u32 family, int type, __u32 code)

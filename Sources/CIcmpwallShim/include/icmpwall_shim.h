@@ -10,4 +10,11 @@ int icw_setns_net(int fd);
 /* The calling thread's kernel thread id (setns affects only the calling thread). */
 int icw_gettid(void);
 
+/* Raw Ethernet I/O on one interface (AF_PACKET), for the lab and end-to-end tests: crafted frames
+ * go out exactly as built, and a receiver sees what got past XDP. Return -errno on failure. */
+int icw_packet_open(int ifindex, int receive);
+int icw_packet_send(int fd, int ifindex, const void *frame, unsigned long len);
+/* Receives one frame, waiting at most timeout_ms; 0 on timeout. Only frames arriving on the interface. */
+long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms);
+
 #endif

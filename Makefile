@@ -1,0 +1,41 @@
+# icmpwall: the two set-up commands are `make lab` and `make test` (as root, on Debian 12 with Swift).
+SHELL := /bin/bash
+SWIFT ?= swift
+BUILD_DIR ?= .build
+# SwiftPM leaves a temporary folder per invocation: keep them inside the build folder.
+export TMPDIR := $(CURDIR)/$(BUILD_DIR)/tmp
+SWIFT_FLAGS := --scratch-path $(BUILD_DIR)
+BIN := $(BUILD_DIR)/debug/icmpwall
+
+# Debian packages the build, the tests and the lab need.
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config iproute2 iputils-ping tcpdump \
+	nftables util-linux bpftool
+
+.PHONY: all deps build test lab bench clean
+
+all: build
+
+# Installs only what is missing (apt-get update first, as a fresh machine needs).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(TMPDIR):
+	@mkdir -p $(TMPDIR)
+
+build: deps | $(TMPDIR)
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+# The whole suite: unit tests, datapath tests through BPF_PROG_TEST_RUN, end-to-end tests in namespaces.
+test: build
+	ICMPWALL_BIN=$(CURDIR)/$(BIN) $(SWIFT) test $(SWIFT_FLAGS)
+
+# Builds namespaces of its own, attaches edge-default to the "server", sends a realistic mix, reports.
+lab: build
+	$(BIN) lab
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,233 @@
+import BPFKit
+import CIcmpwallShim
+import Foundation
+import IcmpwallPolicy
+
+/// How to attach the XDP program.
+public enum AttachModeRequest: String, Sendable, CaseIterable {
+    /// Native (driver) mode when the driver supports it, generic otherwise.
+    case auto
+    case native
+    case generic
+}
+
+/// What `attach` did.
+public struct AttachResult: Sendable {
+    public var interface: String
+    public var mode: XDPAttachMode
+    public var programID: UInt32
+    public var pinDirectory: String
+    public var install: InstallResult
+}
+
+/// One interface icmpwall protects, as `status` reports it.
+public struct AttachmentStatus: Sendable, Codable {
+    public var interface: String
+    public var mode: String
+    public var programID: UInt32?
+    public var linkID: UInt32?
+    public var policyName: String
+    public var policySHA256: String
+    public var generation: UInt32
+    public var ruleCount: UInt32
+    public var attachedAt: Date?
+    public var appliedAt: Date?
+    public var pinDirectory: String
+    /// False when the pins exist but the link no longer carries the program (e.g. the interface went away).
+    public var enforcing: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case interface, mode, enforcing, generation
+        case programID = "program_id"
+        case linkID = "link_id"
+        case policyName = "policy_name"
+        case policySHA256 = "policy_sha256"
+        case ruleCount = "rule_count"
+        case attachedAt = "attached_at"
+        case appliedAt = "applied_at"
+        case pinDirectory = "pin_directory"
+    }
+}
+
+/// Attaches, re-policies and detaches icmpwall on interfaces. All state lives in pins under
+/// `/sys/fs/bpf/icmpwall/<interface>/` (`link` and `maps/`), so enforcement continues after the
+/// command exits and any later command (or the agent) finds it.
+public struct Dataplane: Sendable {
+    public var pinRoot: String
+
+    public init(pinRoot: String = DatapathNames.pinRoot) {
+        self.pinRoot = pinRoot
+    }
+
+    public func pinDirectory(_ interface: String) -> String { DatapathNames.pinDirectory(interface: interface, root: pinRoot) }
+    func linkPin(_ interface: String) -> String { "\(pinDirectory(interface))/link" }
+    func mapsDirectory(_ interface: String) -> String { "\(pinDirectory(interface))/maps" }
+
+    /// True when icmpwall has pins for this interface.
+    public func isAttached(_ interface: String) -> Bool {
+        FileManager.default.fileExists(atPath: linkPin(interface))
+    }
+
+    /// Loads the datapath, installs `compiled`, attaches it to `interface` and pins everything.
+    /// On any failure nothing is left behind (no link, no pins).
+    public func attach(interface: String, policy compiled: CompiledPolicy, mode request: AttachModeRequest) throws(DataplaneError) -> AttachResult {
+        try validateInterfaceName(interface)
+        let ifindex: Int32
+        do { ifindex = try Interfaces.index(named: interface) } catch {
+            throw .invalidInput("interface \(interface) does not exist in this network namespace")
+        }
+        if isAttached(interface) {
+            throw .invalidInput("icmpwall is already attached to \(interface) (pins in \(pinDirectory(interface))); use `icmpwall apply --interface \(interface) POLICY` to change its policy, or `icmpwall detach --interface \(interface)` first")
+        }
+        let existing = try bpf { () throws(BPFError) in try XDP.query(interfaceIndex: ifindex) }
+        if let id = existing.programID {
+            let name = (try? XDP.programInfo(id: id))?.name ?? "?"
+            throw .invalidInput("interface \(interface) already carries another XDP program: \(name) (id \(id)\(existing.mode.map { ", \($0.rawValue) mode" } ?? "")); icmpwall does not replace it. Detach it first (e.g. `ip link set dev \(interface) xdp off`)")
+        }
+        try bpf { () throws(BPFError) in try BPFFS.ensureMounted(at: (pinRoot as NSString).deletingLastPathComponent) }
+
+        let object = try bpf { () throws(BPFError) in try DatapathLoader.load(testMode: false) }
+        let maps = try bpf { () throws(BPFError) in try DatapathMaps(object: object) }
+        let install = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).install(compiled) }
+        let program = try bpf { () throws(BPFError) in try object.program(named: DatapathNames.program) }
+
+        let modes: [XDPAttachMode] = switch request {
+        case .auto: [.native, .generic]
+        case .native: [.native]
+        case .generic: [.generic]
+        }
+        var link: BPFLink?
+        var lastError: BPFError?
+        var gotMode = XDPAttachMode.generic
+        for mode in modes {
+            do {
+                link = try XDP.attachLink(program: program, interfaceIndex: ifindex, mode: mode)
+                gotMode = mode
+                break
+            } catch {
+                lastError = error
+            }
+        }
+        guard let link else {
+            throw .bpf(lastError ?? BPFError(operation: "bpf_link_create", errno: EINVAL, context: "interface \(interface)"))
+        }
+
+        let directory = pinDirectory(interface)
+        do {
+            try BPFFS.makeDirectory(pinRoot)
+            try BPFFS.makeDirectory(directory)
+            try BPFFS.makeDirectory(mapsDirectory(interface))
+            for name in DatapathNames.pinnedMaps {
+                try object.map(named: name).pin(at: "\(mapsDirectory(interface))/\(name)")
+            }
+            var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
+            meta.attached_at_ns = PolicyInstaller.nanoseconds(Date())
+            PolicyInstaller.setBytes(&meta.attach_mode, Array(gotMode.rawValue.utf8))
+            try maps.meta.update(UInt32(0), meta)
+            // The link pin last: once it exists, the attachment is complete.
+            try link.pin(at: linkPin(interface))
+        } catch {
+            try? BPFFS.removeTree(directory)
+            link.detach()
+            throw .bpf(error)
+        }
+        return AttachResult(interface: interface, mode: gotMode, programID: program.fd >= 0 ? (try? program.info().id) ?? 0 : 0,
+                            pinDirectory: directory, install: install)
+    }
+
+    /// Replaces the policy running on `interface`, atomically.
+    public func apply(interface: String, policy compiled: CompiledPolicy) throws(DataplaneError) -> InstallResult {
+        try validateInterfaceName(interface)
+        guard isAttached(interface) else {
+            throw .invalidInput("icmpwall is not attached to \(interface); run `icmpwall attach --interface \(interface) --policy FILE` first")
+        }
+        let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
+        return try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).install(compiled) }
+    }
+
+    /// Removes icmpwall from `interface`: deleting the link pin detaches the program; the maps go with it.
+    public func detach(interface: String) throws(DataplaneError) {
+        try validateInterfaceName(interface)
+        let directory = pinDirectory(interface)
+        guard FileManager.default.fileExists(atPath: directory) else {
+            throw .invalidInput("icmpwall is not attached to \(interface) (no pins in \(directory))")
+        }
+        if let link = try? BPFLink.openPinned(linkPin(interface)) {
+            link.detach()
+        }
+        try bpf { () throws(BPFError) in try BPFFS.removeTree(directory) }
+    }
+
+    /// Interfaces with icmpwall pins.
+    public func attachedInterfaces() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: pinRoot)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: "\(pinRoot)/\($0)/maps") }.sorted()
+    }
+
+    /// What is attached where.
+    public func status(interface: String? = nil) throws(DataplaneError) -> [AttachmentStatus] {
+        let interfaces = interface.map { [$0] } ?? attachedInterfaces()
+        var result: [AttachmentStatus] = []
+        for name in interfaces {
+            guard FileManager.default.fileExists(atPath: mapsDirectory(name)) else {
+                throw .invalidInput("icmpwall is not attached to \(name) (no pins in \(pinDirectory(name)))")
+            }
+            let metaMap = try bpf { () throws(BPFError) in try BPFMap.openPinned("\(mapsDirectory(name))/icw_meta") }
+            let meta = try bpf { () throws(BPFError) in try metaMap.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+            var programID: UInt32?
+            var linkID: UInt32?
+            var enforcing = false
+            if let link = try? BPFLink.openPinned(linkPin(name)), let info = try? link.info() {
+                programID = info.programID
+                linkID = info.id
+                enforcing = info.interfaceIndex != 0
+            }
+            result.append(AttachmentStatus(
+                interface: name,
+                mode: Self.string(meta.attach_mode),
+                programID: programID, linkID: linkID,
+                policyName: Self.string(meta.policy_name),
+                policySHA256: Self.hex(meta.policy_sha256),
+                generation: meta.generation,
+                ruleCount: meta.rule_count,
+                attachedAt: meta.attached_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.attached_at_ns) / 1e9),
+                appliedAt: meta.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.applied_at_ns) / 1e9),
+                pinDirectory: pinDirectory(name),
+                enforcing: enforcing))
+        }
+        return result
+    }
+
+    /// The pinned maps of an attached interface.
+    public func maps(interface: String) throws(DataplaneError) -> DatapathMaps {
+        try validateInterfaceName(interface)
+        guard FileManager.default.fileExists(atPath: mapsDirectory(interface)) else {
+            throw .invalidInput("icmpwall is not attached to \(interface) (no pins in \(pinDirectory(interface)))")
+        }
+        return try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
+    }
+
+    // MARK: - helpers
+
+    private func validateInterfaceName(_ name: String) throws(DataplaneError) {
+        // IFNAMSIZ is 16 with the NUL; the name also becomes a path component.
+        guard !name.isEmpty, name.utf8.count < 16, !name.contains("/"), name != ".", name != ".." ,
+              name.allSatisfy({ !$0.isWhitespace }) else {
+            throw .invalidInput("'\(name)' is not a valid interface name")
+        }
+    }
+
+    static func string<T>(_ field: T) -> String {
+        withUnsafeBytes(of: field) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    static func hex<T>(_ field: T) -> String {
+        withUnsafeBytes(of: field) { raw in raw.map { String(format: "%02x", $0) }.joined() }
+    }
+}
+
+/// Runs a BPFKit call, turning its error into a DataplaneError.
+@inline(__always)
+func bpf<T>(_ body: () throws(BPFError) -> T) throws(DataplaneError) -> T {
+    do { return try body() } catch { throw .bpf(error) }
+}

@@ -1,0 +1,277 @@
+import BPFKit
+import CIcmpwallShim
+import Foundation
+import IcmpwallPolicy
+
+/// Capacities of the datapath's maps, from the ABI header, for the policy compiler.
+public enum DatapathCapacity {
+    public static let maxRules = Int(ICW_MAX_RULES)
+    public static var compile: CompileCapacity {
+        var c = CompileCapacity()
+        c.maxRules = Int(ICW_MAX_RULES)
+        c.maxDecisions = Int(ICW_MAX_DECISIONS) / 2  // two policies live side by side during apply
+        c.maxPrefixesPerFamily = Int(ICW_MAX_PREFIXES) / 2
+        return c
+    }
+}
+
+/// What an install did.
+public struct InstallResult: Sendable {
+    public var generation: UInt32
+    public var slot: UInt32
+    public var decisionEntries: Int
+    public var sourcePrefixes: Int
+}
+
+/// Writes a compiled policy into the datapath's maps and switches to it atomically.
+///
+/// The maps hold two policies (slots 0 and 1). Install writes the slot that is not live, then flips
+/// `icw_control` with one map update: a frame reads the live slot once, so it is judged by the old or
+/// the new policy, never a mix. Anything that fails before the flip leaves the running policy as it
+/// was. Counters and buckets belong to rule names (map `icw_rule_ids`): a rule that keeps its name
+/// keeps its counters, and keeps its bucket while its limit is unchanged.
+public struct PolicyInstaller {
+    public let maps: DatapathMaps
+
+    public init(maps: DatapathMaps) { self.maps = maps }
+
+    public func install(_ compiled: CompiledPolicy, clock: () -> Date = Date.init) throws(BPFError) -> InstallResult {
+        let policy = compiled.policy
+        let control = try maps.control.lookup(UInt32(0), as: icw_control.self) ?? icw_control()
+        let live = control.active_slot & 1
+        let target = 1 - live
+        let generation = control.generation &+ 1 == 0 ? 1 : control.generation &+ 1
+
+        // Rule identities: keep ids (counters) by name, keep buckets while the limit is unchanged.
+        let existing = try readIdentities()
+        let liveIDs = Set(existing.values.map(\.rule_id))
+        var taken = Set<UInt32>()
+        var identities: [icw_rule_identity] = []
+        var fresh: [UInt32] = []
+        for rule in policy.rules {
+            let signature = Self.limitSignature(rule.limit)
+            if let old = existing[rule.name] {
+                var id = old
+                if old.limit_signature != signature {
+                    id.bucket_epoch = generation
+                    id.limit_signature = signature
+                }
+                identities.append(id)
+                taken.insert(old.rule_id)
+            } else {
+                identities.append(icw_rule_identity(rule_id: 0, bucket_epoch: generation, limit_signature: signature))
+            }
+        }
+        // New names get ids no live rule uses, so in-flight frames of the old policy never count into them.
+        var nextCandidate: UInt32 = 1
+        for i in identities.indices where identities[i].rule_id == 0 {
+            while nextCandidate <= UInt32(ICW_MAX_RULES) && (taken.contains(nextCandidate) || liveIDs.contains(nextCandidate)) {
+                nextCandidate += 1
+            }
+            var id: UInt32
+            if nextCandidate <= UInt32(ICW_MAX_RULES) {
+                id = nextCandidate
+                nextCandidate += 1
+            } else {
+                // Both policies together exceed the id space: reuse an id of a rule that is going away.
+                guard let reusable = liveIDs.subtracting(taken).sorted().first else {
+                    throw BPFError(operation: "icmpwall apply", errno: ENOSPC,
+                                   context: "no free rule id (at most \(ICW_MAX_RULES) rules)")
+                }
+                id = reusable
+            }
+            taken.insert(id)
+            identities[i].rule_id = id
+            fresh.append(id)
+        }
+        for id in fresh where !liveIDs.contains(id) {
+            try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
+        }
+
+        // The slot being written is not live: clear what an earlier policy left in it.
+        try deleteKeys(in: maps.decisions) { (key: icw_decision_key) in UInt32(key.slot) == target }
+        try deleteRawKeys(in: maps.src4, slotOffset: 4, slot: target)
+        try deleteRawKeys(in: maps.src6, slotOffset: 4, slot: target)
+
+        for (index, rule) in policy.rules.enumerated() {
+            let ref = target * UInt32(ICW_MAX_RULES) + UInt32(index)
+            try maps.rules.update(ref, Self.abiRule(rule, identity: identities[index]))
+        }
+        for entry in compiled.sourceClasses {
+            let prefix = entry.prefix
+            var key = [UInt8](repeating: 0, count: prefix.family == .ipv4 ? Int(ICW_SRC4_KEY_SIZE) : Int(ICW_SRC6_KEY_SIZE))
+            let prefixlen = UInt32(8 + prefix.length)
+            withUnsafeBytes(of: prefixlen.littleEndian) { key.replaceSubrange(0..<4, with: $0) }
+            key[4] = UInt8(target)
+            key.replaceSubrange(5..<(5 + prefix.bytes.count), with: prefix.bytes)
+            let value = withUnsafeBytes(of: entry.sourceClass) { Array($0) }
+            try (prefix.family == .ipv4 ? maps.src4 : maps.src6).update(key: key, value: value)
+        }
+        for entry in compiled.decisions {
+            var key = icw_decision_key()
+            key.source_class = entry.sourceClass
+            key.slot = UInt8(target)
+            key.family = entry.family.rawValue
+            key.match = entry.match.rawValue
+            key.type = entry.type
+            key.code = entry.code
+            let ref = entry.ruleIndex.map { target * UInt32(ICW_MAX_RULES) + UInt32($0) } ?? ICW_RULE_REF_DEFAULT
+            try maps.decisions.update(key, icw_decision(rule_ref: ref))
+        }
+        try maps.config.update(target, Self.abiConfig(policy, generation: generation))
+
+        // The switch: one update of one map value.
+        try maps.control.update(UInt32(0), icw_control(active_slot: target, generation: generation))
+
+        // After the switch: the identities of the new policy replace the old ones.
+        let newNames = Set(policy.rules.map(\.name))
+        for name in existing.keys where !newNames.contains(name) {
+            _ = try maps.ruleIDs.delete(key: Self.nameKey(name))
+        }
+        for (index, rule) in policy.rules.enumerated() {
+            try maps.ruleIDs.update(key: Self.nameKey(rule.name), value: withUnsafeBytes(of: identities[index]) { Array($0) })
+        }
+        for id in fresh where liveIDs.contains(id) {
+            try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
+        }
+        var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
+        meta.abi_version = UInt32(ICW_ABI_VERSION)
+        meta.generation = generation
+        meta.applied_at_ns = Self.nanoseconds(clock())
+        meta.rule_count = UInt32(policy.rules.count)
+        Self.setBytes(&meta.policy_name, Array(policy.name.utf8.prefix(Int(ICW_NAME_LEN) - 1)))
+        Self.setBytes(&meta.policy_sha256, Self.hexBytes(policy.sha256Hex))
+        try maps.meta.update(UInt32(0), meta)
+
+        return InstallResult(generation: generation, slot: target, decisionEntries: compiled.decisions.count,
+                             sourcePrefixes: compiled.sourceClasses.count)
+    }
+
+    /// Name → identity of the rules of the live policy.
+    public func readIdentities() throws(BPFError) -> [String: icw_rule_identity] {
+        var result: [String: icw_rule_identity] = [:]
+        for key in try maps.ruleIDs.keys() {
+            guard let value = try maps.ruleIDs.lookup(key: key), value.count == MemoryLayout<icw_rule_identity>.size else { continue }
+            let identity = value.withUnsafeBytes { $0.loadUnaligned(as: icw_rule_identity.self) }
+            let name = String(decoding: key.prefix { $0 != 0 }, as: UTF8.self)
+            result[name] = identity
+        }
+        return result
+    }
+
+    // MARK: - ABI conversion
+
+    static func nameKey(_ name: String) -> [UInt8] {
+        var key = [UInt8](repeating: 0, count: Int(ICW_NAME_LEN))
+        let bytes = Array(name.utf8.prefix(Int(ICW_NAME_LEN) - 1))
+        key.replaceSubrange(0..<bytes.count, with: bytes)
+        return key
+    }
+
+    /// Identifies a limit's parameters: a changed limit restarts the rule's buckets.
+    static func limitSignature(_ limit: RateLimit?) -> UInt64 {
+        guard let limit else { return 0 }
+        var text = "\(limit.bucket.rate.count)/\(limit.bucket.rate.periodNanoseconds)/\(limit.bucket.burst)"
+        switch limit.scope {
+        case .global: text += "/global"
+        case let .source(v4, v6, backstop):
+            text += "/source/\(v4)/\(v6)/\(backstop.rate.count)/\(backstop.rate.periodNanoseconds)/\(backstop.burst)"
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: an identity within one host, not a security boundary
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return hash == 0 ? 1 : hash
+    }
+
+    static func abiLimit(_ spec: TokenBucketSpec) -> icw_limit {
+        let count = spec.rate.count
+        let period = spec.rate.periodNanoseconds
+        let capacity = spec.burst &* period
+        let fill = (capacity + count - 1) / count
+        return icw_limit(count: count, period_ns: period, capacity: capacity, fill_ns: fill)
+    }
+
+    static func abiRule(_ rule: Rule, identity: icw_rule_identity) -> icw_rule {
+        var r = icw_rule()
+        r.rule_id = identity.rule_id
+        r.bucket_epoch = identity.bucket_epoch
+        r.action = rule.action.rawValue
+        r.per = UInt8(ICW_PER_GLOBAL.rawValue)
+        if let limit = rule.limit {
+            r.limit = abiLimit(limit.bucket)
+            if case let .source(v4, v6, backstop) = limit.scope {
+                r.per = UInt8(ICW_PER_SOURCE.rawValue)
+                r.src4_prefix = UInt8(v4)
+                r.src6_prefix = UInt8(v6)
+                r.src4_mask = maskWords(prefix: v4, bits: 32)[0]
+                let m = maskWords(prefix: v6, bits: 128)
+                r.src6_mask = (m[0], m[1], m[2], m[3])
+                r.backstop = abiLimit(backstop)
+            }
+        }
+        return r
+    }
+
+    /// Network-order mask words for a prefix length.
+    static func maskWords(prefix: Int, bits: Int) -> [UInt32] {
+        (0..<(bits / 32)).map { word in
+            let covered = max(0, min(32, prefix - word * 32))
+            let host: UInt32 = covered == 0 ? 0 : (covered == 32 ? UInt32.max : ~(UInt32.max >> UInt32(covered)))
+            return host.bigEndian
+        }
+    }
+
+    static func abiConfig(_ policy: Policy, generation: UInt32) -> icw_config {
+        var c = icw_config()
+        c.default_action = policy.defaultAction == .drop ? UInt8(ICW_ACTION_DROP.rawValue) : UInt8(ICW_ACTION_PASS.rawValue)
+        c.mode = policy.mode.rawValue
+        let g = policy.guards
+        c.guard_drop = (g.malformed ? 1 : 0, g.fragments ? 1 : 0, g.bogusErrors ? 1 : 0, g.broadcastEcho ? 1 : 0,
+                        g.maxEchoPayload != nil ? 1 : 0)
+        c.max_echo_payload = UInt16(clamping: g.maxEchoPayload ?? 0)
+        c.generation = generation
+        return c
+    }
+
+    static func nanoseconds(_ date: Date) -> UInt64 {
+        UInt64(max(0, date.timeIntervalSince1970 * 1_000_000_000))
+    }
+
+    static func hexBytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var iterator = hex.utf8.makeIterator()
+        while let hi = iterator.next(), let lo = iterator.next() {
+            func v(_ c: UInt8) -> UInt8 { c <= 57 ? c &- 48 : (c | 0x20) &- 87 }
+            out.append(v(hi) << 4 | v(lo))
+        }
+        return out
+    }
+
+    /// Copies bytes into a fixed-size C array (imported as a tuple), zero-filling the rest.
+    static func setBytes<T>(_ field: inout T, _ bytes: [UInt8]) {
+        withUnsafeMutableBytes(of: &field) { raw in
+            for i in raw.indices { raw[i] = i < bytes.count ? bytes[i] : 0 }
+        }
+    }
+
+    // MARK: - map housekeeping
+
+    private func deleteKeys<K: BitwiseCopyable>(in map: BPFMap, where predicate: (K) -> Bool) throws(BPFError) {
+        for raw in try map.keys() where raw.count == MemoryLayout<K>.size {
+            let key = raw.withUnsafeBytes { $0.loadUnaligned(as: K.self) }
+            if predicate(key) { _ = try map.delete(key: raw) }
+        }
+    }
+
+    private func deleteRawKeys(in map: BPFMap, slotOffset: Int, slot: UInt32) throws(BPFError) {
+        for raw in try map.keys() where raw.count > slotOffset && UInt32(raw[slotOffset]) == slot {
+            _ = try map.delete(key: raw)
+        }
+    }
+
+    private func zeroPerCPU<V: BitwiseCopyable>(_ map: BPFMap, key: UInt32, value: V) throws(BPFError) {
+        try map.zeroPerCPU(key)
+    }
+}

@@ -1,0 +1,183 @@
+import BPFKit
+import CIcmpwallShim
+import Foundation
+
+/// Runs external tools (ip, ping, nsenter, tc, nft) with argument vectors: no shell, no string
+/// splicing of user input.
+public enum Tool {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `arguments[0]` (looked up in PATH) and waits, killing it after `timeout` seconds.
+    @discardableResult
+    public static func run(_ arguments: [String], timeout: TimeInterval = 60, check: Bool = true) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
+        nonisolated(unsafe) var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        if process.isRunning {
+            process.terminate()
+            Thread.sleep(forTimeInterval: 0.2)
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        process.waitUntilExit()
+        group.wait()
+        let result = Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                            stderr: String(decoding: errData, as: UTF8.self))
+        if check && result.status != 0 {
+            throw DataplaneError.system("`\(arguments.joined(separator: " "))` failed (exit \(result.status)): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return result
+    }
+
+    /// True when `name` is an executable in PATH.
+    public static func exists(_ name: String) -> Bool {
+        (try? run(["sh", "-c", "command -v \"$0\"", name], check: false).status) == 0
+    }
+}
+
+/// Two network namespaces joined by a veth pair, with documentation addresses: the "client" sends,
+/// the "server" carries icmpwall. Names share a unique prefix; `destroy()` removes everything (deleting
+/// a namespace removes its veth end, its XDP program and its qdiscs).
+public final class LabTopology: @unchecked Sendable {
+    public let prefix: String
+    public let clientNamespace: String
+    public let serverNamespace: String
+    public let clientInterface: String
+    public let serverInterface: String
+    public let clientIPv4 = "192.0.2.1"
+    public let serverIPv4 = "192.0.2.2"
+    public let clientIPv6 = "2001:db8::1"
+    public let serverIPv6 = "2001:db8::2"
+    public private(set) var clientMAC = ""
+    public private(set) var serverMAC = ""
+    private var destroyed = false
+
+    /// A prefix unique to this process and moment: short enough for interface names (15 bytes).
+    public static func uniquePrefix(_ base: String = "icw") -> String {
+        String(base.prefix(6)) + String(format: "%04d%02d", Int(getpid()) % 10_000, Int.random(in: 0..<100))
+    }
+
+    public init(prefix: String = LabTopology.uniquePrefix()) throws {
+        guard prefix.utf8.count <= 12 else {
+            throw DataplaneError.invalidInput("namespace prefix \(prefix) is longer than 12 bytes (interface names hold 15)")
+        }
+        self.prefix = prefix
+        clientNamespace = "\(prefix)-client"
+        serverNamespace = "\(prefix)-server"
+        clientInterface = "\(prefix)c"
+        serverInterface = "\(prefix)s"
+        do {
+            try Tool.run(["ip", "netns", "add", clientNamespace])
+            try Tool.run(["ip", "netns", "add", serverNamespace])
+            try Tool.run(["ip", "link", "add", "name", clientInterface, "netns", clientNamespace, "type", "veth",
+                          "peer", "name", serverInterface, "netns", serverNamespace])
+            for (ns, ifname, v4, v6) in [(clientNamespace, clientInterface, clientIPv4, clientIPv6),
+                                         (serverNamespace, serverInterface, serverIPv4, serverIPv6)] {
+                try ip(ns, ["link", "set", "lo", "up"])
+                try ip(ns, ["addr", "add", "\(v4)/24", "dev", ifname])
+                try ip(ns, ["-6", "addr", "add", "\(v6)/64", "dev", ifname, "nodad"])
+                // Jumbo MTU so the lab can send oversized echoes unfragmented, and fragments on purpose.
+                try ip(ns, ["link", "set", ifname, "mtu", "9000", "up"])
+            }
+            clientMAC = try mac(clientNamespace, clientInterface)
+            serverMAC = try mac(serverNamespace, serverInterface)
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    deinit { destroy() }
+
+    /// Removes both namespaces (and with them the veth pair and anything attached to it).
+    public func destroy() {
+        if destroyed { return }
+        destroyed = true
+        _ = try? Tool.run(["ip", "netns", "del", clientNamespace], check: false)
+        _ = try? Tool.run(["ip", "netns", "del", serverNamespace], check: false)
+    }
+
+    /// `ip -n NS ...`
+    @discardableResult
+    public func ip(_ namespace: String, _ arguments: [String]) throws -> Tool.Result {
+        try Tool.run(["ip", "-n", namespace] + arguments)
+    }
+
+    /// Runs a command inside a namespace with nsenter (unlike `ip netns exec`, it keeps /sys and so the
+    /// bpffs pins visible).
+    @discardableResult
+    public func run(in namespace: String, _ arguments: [String], timeout: TimeInterval = 60, check: Bool = true) throws -> Tool.Result {
+        try Tool.run(["nsenter", "--net=/run/netns/\(namespace)"] + arguments, timeout: timeout, check: check)
+    }
+
+    private func mac(_ namespace: String, _ ifname: String) throws -> String {
+        let out = try ip(namespace, ["-o", "link", "show", ifname]).stdout
+        guard let range = out.range(of: "link/ether ") else { throw DataplaneError.system("no MAC address on \(ifname)") }
+        return String(out[range.upperBound...].prefix(17))
+    }
+
+    /// A raw packet socket on an interface inside a namespace.
+    public func packetSocket(namespace: String, interface: String, receive: Bool) throws -> PacketSocket {
+        try NetworkNamespace.run(in: namespace) { () throws -> PacketSocket in
+            try PacketSocket(interface: interface, receive: receive)
+        }
+    }
+}
+
+/// An AF_PACKET socket bound to one interface: sends frames exactly as built, receives what arrives
+/// (what XDP let through). The socket keeps the namespace it was opened in.
+public final class PacketSocket: @unchecked Sendable {
+    public let fd: Int32
+    public let interfaceIndex: Int32
+
+    public init(interface: String, receive: Bool) throws {
+        let index = Int32(if_nametoindex(interface))
+        guard index > 0 else { throw DataplaneError.invalidInput("interface \(interface) does not exist") }
+        interfaceIndex = index
+        let fd = icw_packet_open(index, receive ? 1 : 0)
+        guard fd >= 0 else { throw DataplaneError.system("AF_PACKET socket on \(interface): \(String(cString: strerror(-fd)))") }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func send(_ frame: [UInt8]) throws {
+        let r = frame.withUnsafeBytes { icw_packet_send(fd, interfaceIndex, $0.baseAddress, UInt($0.count)) }
+        guard r == 0 else { throw DataplaneError.system("sending a frame: \(String(cString: strerror(-r)))") }
+    }
+
+    /// The next frame that arrives within `timeout` seconds, or nil.
+    public func receive(timeout: TimeInterval) throws -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = buffer.withUnsafeMutableBytes { icw_packet_recv(fd, $0.baseAddress, UInt($0.count), Int32(timeout * 1000)) }
+        if n < 0 { throw DataplaneError.system("receiving: \(String(cString: strerror(Int32(-n))))") }
+        return n == 0 ? nil : Array(buffer.prefix(Int(n)))
+    }
+
+    /// Collects frames until `quiet` seconds pass without one (or `limit` frames / `maxSeconds`).
+    public func drain(quiet: TimeInterval = 0.3, maxSeconds: TimeInterval = 10, limit: Int = 100_000) throws -> [[UInt8]] {
+        var frames: [[UInt8]] = []
+        let deadline = Date().addingTimeInterval(maxSeconds)
+        while frames.count < limit && Date() < deadline, let f = try receive(timeout: quiet) {
+            frames.append(f)
+        }
+        return frames
+    }
+}

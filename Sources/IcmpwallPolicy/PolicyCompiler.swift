@@ -1,0 +1,449 @@
+// Compilation of a policy's ordered rules into the lookup tables the BPF datapath reads: a source-class trie
+// per family and one hash table of decisions. The datapath never loops over rules, so its cost per packet does
+// not depend on the size of the policy.
+//
+// Lookup (implemented identically by CompiledPolicy.lookup and the datapath):
+//   1. class = id of the longest `from` prefix of the packet's family containing its source, or 0.
+//   2. probe (class, family, .code, type, code), then (class, family, .anyCode, type, 0), then
+//      (class, family, .anyType, 0, 0); if all three are absent and class != 0, probe the same three with class 0;
+//      if still absent, or the entry found says "default", the default action applies.
+//
+// Why classes work: the `from` prefixes containing an address are exactly the ancestors (within the set of all
+// `from` prefixes) of its longest match, so the longest match decides which `from` rules can match.
+
+/// Limits of the datapath's maps. The defaults are the ABI's (bpf/include/icmpwall_abi.h): two policy slots
+/// share each map, so one policy gets half of ICW_MAX_DECISIONS and ICW_MAX_PREFIXES.
+public struct CompileCapacity: Sendable {
+    /// Rules per policy (ICW_MAX_RULES).
+    public var maxRules = 10240
+    /// Decision-table entries per policy (ICW_MAX_DECISIONS / 2).
+    public var maxDecisions = 131072
+    /// Distinct `from` prefixes per family per policy (ICW_MAX_PREFIXES / 2).
+    public var maxPrefixesPerFamily = 32768
+
+    /// The ABI's limits.
+    public init() {}
+}
+
+/// How a decision-table key matches type and code. Raw values are the ABI's `enum icw_match`.
+public enum DecisionMatch: UInt8, Sendable, Hashable {
+    /// This family, type and code.
+    case code = 0
+    /// This family and type, any code (the key's code is 0).
+    case anyCode = 1
+    /// This family, any type and code (the key's type and code are 0).
+    case anyType = 2
+}
+
+/// One entry of the decision table.
+public struct DecisionEntry: Sendable, Hashable {
+    /// 0 (no `from` prefix matched) or a class id from ``CompiledPolicy/sourceClasses``.
+    public var sourceClass: UInt32
+    /// The packet's family.
+    public var family: ICMPFamily
+    /// What the key matches.
+    public var match: DecisionMatch
+    /// The type (0 for `.anyType`).
+    public var type: UInt8
+    /// The code (0 for `.anyCode` and `.anyType`).
+    public var code: UInt8
+    /// The index of the deciding rule in ``Policy/rules``, or nil for the default action
+    /// (the ABI's ICW_RULE_REF_DEFAULT).
+    public var ruleIndex: Int?
+
+    /// Creates an entry.
+    public init(sourceClass: UInt32, family: ICMPFamily, match: DecisionMatch, type: UInt8, code: UInt8, ruleIndex: Int?) {
+        self.sourceClass = sourceClass
+        self.family = family
+        self.match = match
+        self.type = type
+        self.code = code
+        self.ruleIndex = ruleIndex
+    }
+}
+
+/// One `from` prefix and its source class id (the value stored in the family's LPM trie).
+public struct SourceClassEntry: Sendable, Hashable {
+    /// The prefix.
+    public var prefix: IPPrefix
+    /// Its class id, 1...N, unique across both families.
+    public var sourceClass: UInt32
+
+    /// Creates an entry.
+    public init(prefix: IPPrefix, sourceClass: UInt32) {
+        self.prefix = prefix
+        self.sourceClass = sourceClass
+    }
+}
+
+/// A policy compiled to the datapath's tables.
+public struct CompiledPolicy: Sendable {
+    /// The policy compiled.
+    public var policy: Policy
+    /// The decision table: for each family, class 0's entries, then those of each class of that family in id order.
+    public var decisions: [DecisionEntry] { didSet { decisionIndex = CompiledPolicy.index(decisions) } }
+    /// Every distinct `from` prefix once, IPv4 first, ordered by address then length.
+    public var sourceClasses: [SourceClassEntry] { didSet { classIndex = CompiledPolicy.index(sourceClasses) } }
+
+    private struct Key: Hashable {
+        var sourceClass: UInt32
+        var family: ICMPFamily
+        var match: DecisionMatch
+        var type: UInt8
+        var code: UInt8
+    }
+
+    private struct PrefixKey: Hashable {
+        var length: Int
+        var bytes: [UInt8]
+    }
+
+    private var decisionIndex: [Key: Int?]
+    /// Per family: the prefix lengths present (longest first) and the classes by (length, address).
+    private var classIndex: [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])]
+
+    /// Assembles a compiled policy (``PolicyCompiler/compile(_:capacity:)`` is the way to get a correct one).
+    public init(policy: Policy, decisions: [DecisionEntry], sourceClasses: [SourceClassEntry]) {
+        self.policy = policy
+        self.decisions = decisions
+        self.sourceClasses = sourceClasses
+        decisionIndex = CompiledPolicy.index(decisions)
+        classIndex = CompiledPolicy.index(sourceClasses)
+    }
+
+    private static func index(_ decisions: [DecisionEntry]) -> [Key: Int?] {
+        var out = [Key: Int?](minimumCapacity: decisions.count)
+        for d in decisions {
+            out[Key(sourceClass: d.sourceClass, family: d.family, match: d.match, type: d.type, code: d.code)] = .some(d.ruleIndex)
+        }
+        return out
+    }
+
+    private static func index(_ classes: [SourceClassEntry]) -> [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])] {
+        var out = [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])]()
+        for family in ICMPFamily.allCases {
+            var map = [PrefixKey: UInt32]()
+            for e in classes where e.prefix.family == family {
+                map[PrefixKey(length: e.prefix.length, bytes: e.prefix.bytes)] = e.sourceClass
+            }
+            out[family] = (Set(map.keys.map(\.length)).sorted(by: >), map)
+        }
+        return out
+    }
+
+    /// The source class of an address, as the datapath's LPM trie gives it: the id of the longest `from` prefix
+    /// of `family` containing it, or 0.
+    public func sourceClass(family: ICMPFamily, address: [UInt8]) -> UInt32 {
+        guard address.count == family.addressLength, let index = classIndex[family] else { return 0 }
+        for length in index.lengths {
+            if let c = index.classes[PrefixKey(length: length, bytes: IPPrefix.mask(address, to: length))] { return c }
+        }
+        return 0
+    }
+
+    /// The deciding rule's index for a message, or nil for the default, looked up exactly as the datapath does
+    /// (see the file comment): source class, then up to three probes in the class and three in class 0.
+    /// Agrees with ``Policy/firstMatch(family:type:code:source:)`` for every input.
+    public func lookup(family: ICMPFamily, type: UInt8, code: UInt8, source: [UInt8]) -> Int? {
+        let cls = sourceClass(family: family, address: source)
+        if let found = probe(cls, family, type, code) { return found }
+        if cls != 0, let found = probe(0, family, type, code) { return found }
+        return nil
+    }
+
+    /// The three probes in one class: `.some(result)` for the first entry found, nil if none is present.
+    private func probe(_ cls: UInt32, _ family: ICMPFamily, _ type: UInt8, _ code: UInt8) -> Int?? {
+        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .code, type: type, code: code)] { return r }
+        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .anyCode, type: type, code: 0)] { return r }
+        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .anyType, type: 0, code: 0)] { return r }
+        return nil
+    }
+}
+
+/// Compiles policies to lookup tables.
+public enum PolicyCompiler {
+    /// Compiles a policy. Throws when the tables would not fit `capacity`, saying how large they are and the limit.
+    public static func compile(_ policy: Policy, capacity: CompileCapacity = .init()) throws(PolicyError) -> CompiledPolicy {
+        var compiler = Compiler(policy: policy, capacity: capacity)
+        return try compiler.run()
+    }
+}
+
+/// Rule index with "default" as the largest value, so the first match of several rules is their minimum.
+private typealias Ref = Int32
+private let defaultRef = Ref.max
+
+/// The results of one family and type over its 256 codes.
+private enum TypeResult: Equatable {
+    case uniform(Ref)
+    case perCode([Ref])
+
+    subscript(code code: Int) -> Ref {
+        switch self {
+        case .uniform(let r): r
+        case .perCode(let a): a[code]
+        }
+    }
+
+    /// `.uniform` if every code has the same result.
+    var normalized: TypeResult {
+        if case .perCode(let a) = self, let first = a.first, a.allSatisfy({ $0 == first }) { return .uniform(first) }
+        return self
+    }
+
+    /// The most common result over the codes (lowest ref on a tie, for determinism).
+    var mostCommon: Ref {
+        switch self {
+        case .uniform(let r): return r
+        case .perCode(let a):
+            var counts = [Ref: Int]()
+            for r in a { counts[r, default: 0] += 1 }
+            return counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }!.key
+        }
+    }
+
+    /// This result with `rule` applied to `codes` (nil: all codes) under first-match (minimum) semantics.
+    func applying(_ rule: Ref, codes: Set<UInt8>?) -> TypeResult {
+        switch (self, codes) {
+        case (.uniform(let r), nil): return .uniform(Swift.min(r, rule))
+        case (.perCode(let a), nil): return .perCode(a.map { Swift.min($0, rule) })
+        case (_, let codes?):
+            var a: [Ref]
+            switch self {
+            case .uniform(let r): a = Array(repeating: r, count: 256)
+            case .perCode(let existing): a = existing
+            }
+            for c in codes { a[Int(c)] = Swift.min(a[Int(c)], rule) }
+            return .perCode(a)
+        }
+    }
+}
+
+/// The entries one type needs under a fallback: an optional `.anyCode` value and `.code` entries.
+private struct TypeEmission {
+    var anyCode: Ref?
+    var codes: [(UInt8, Ref)]
+    var count: Int { (anyCode == nil ? 0 : 1) + codes.count }
+    static let empty = TypeEmission(anyCode: nil, codes: [])
+}
+
+private struct Compiler {
+    let policy: Policy
+    let capacity: CompileCapacity
+    var decisions = [DecisionEntry]()
+    /// Entries counted, including those not stored once over capacity (so the error can say how many).
+    var decisionCount = 0
+
+    init(policy: Policy, capacity: CompileCapacity) {
+        self.policy = policy
+        self.capacity = capacity
+    }
+
+    var fileStart: SourceLocation { SourceLocation(file: policy.fileName, line: 1, column: 1) }
+
+    mutating func run() throws(PolicyError) -> CompiledPolicy {
+        let rules = policy.rules
+        if rules.count > capacity.maxRules {
+            throw PolicyError(diagnostics: [PolicyDiagnostic(
+                severity: .error, location: rules[capacity.maxRules].location,
+                message: "the policy has \(rules.count) rules; at most \(capacity.maxRules) fit the datapath")])
+        }
+
+        // Source classes: every distinct prefix once, ids 1...N across both families.
+        var prefixRules = [IPPrefix: [Int]]()
+        for (i, rule) in rules.enumerated() {
+            for p in rule.sources ?? [] where rule.messages[p.family] != nil {
+                prefixRules[p, default: []].append(i)
+            }
+        }
+        // Prefixes of rules that cannot match their family (a v6 prefix on a rule narrowed to IPv4 by its types)
+        // still become classes: they change nothing, and the trie then holds exactly the file's prefixes.
+        var allPrefixes = Set<IPPrefix>()
+        for rule in rules { for p in rule.sources ?? [] { allPrefixes.insert(p) } }
+        let sortedPrefixes = allPrefixes.sorted()
+        for family in ICMPFamily.allCases {
+            let n = sortedPrefixes.lazy.filter { $0.family == family }.count
+            if n > capacity.maxPrefixesPerFamily {
+                throw PolicyError(diagnostics: [PolicyDiagnostic(
+                    severity: .error, location: fileStart,
+                    message: "the policy has \(n) distinct \(family) 'from' prefixes; at most \(capacity.maxPrefixesPerFamily) fit the datapath")])
+            }
+        }
+        let sourceClasses = sortedPrefixes.enumerated().map { SourceClassEntry(prefix: $1, sourceClass: UInt32($0 + 1)) }
+
+        for family in ICMPFamily.allCases {
+            let base = classZeroTable(family)
+            emitClassZero(family, base)
+            // Lengths present and prefixes by (length, address), to find each prefix's ancestors.
+            var byLength = [Int: Set<[UInt8]>]()
+            for p in sortedPrefixes where p.family == family { byLength[p.length, default: []].insert(p.bytes) }
+            let lengths = byLength.keys.sorted()
+            for entry in sourceClasses where entry.prefix.family == family {
+                let p = entry.prefix
+                var applicable = Set<Int>()
+                for length in lengths where length <= p.length {
+                    let masked = IPPrefix.mask(p.bytes, to: length)
+                    if byLength[length]!.contains(masked) {
+                        for r in prefixRules[IPPrefix(bytes: masked, length: length)] ?? [] { applicable.insert(r) }
+                    }
+                }
+                emitClass(entry.sourceClass, family, base: base, rules: applicable.sorted())
+            }
+        }
+
+        if decisionCount > capacity.maxDecisions {
+            throw PolicyError(diagnostics: [PolicyDiagnostic(
+                severity: .error, location: fileStart,
+                message: "the policy compiles to \(decisionCount) decision-table entries; at most \(capacity.maxDecisions) fit the datapath (fewer distinct 'from' prefixes, or 'from' rules that differ from the rest in fewer types, make it smaller)")])
+        }
+        return CompiledPolicy(policy: policy, decisions: decisions, sourceClasses: sourceClasses)
+    }
+
+    /// First-match results of the rules without `from`, for every type and code of a family: per type, walk the
+    /// rules that name it, in order, until one takes every code still undecided.
+    func classZeroTable(_ family: ICMPFamily) -> [TypeResult] {
+        var candidates = [[Int]](repeating: [], count: 256)
+        for (i, rule) in policy.rules.enumerated() where rule.sources == nil {
+            switch rule.messages[family] {
+            case nil: continue
+            case .all?: for t in 0..<256 { candidates[t].append(i) }
+            case .types(let types)?: for t in types.keys { candidates[Int(t)].append(i) }
+            }
+        }
+        var table = [TypeResult]()
+        table.reserveCapacity(256)
+        for t in 0..<256 {
+            var result = TypeResult.uniform(defaultRef)
+            var undecided = 256
+            for i in candidates[t] {
+                let ref = Ref(i)
+                switch policy.rules[i].messages[family]!.codes(of: UInt8(t))! {
+                case .all:
+                    result = result.applying(ref, codes: nil)
+                    undecided = 0
+                case .only(let codes):
+                    let before = result
+                    result = result.applying(ref, codes: codes)
+                    for c in codes where before[code: Int(c)] == defaultRef { undecided -= 1 }
+                }
+                if undecided == 0 { break }
+            }
+            table.append(result.normalized)
+        }
+        return table
+    }
+
+    /// Class 0: an `.anyType` entry only when that is smaller than none, then per type what differs from it.
+    mutating func emitClassZero(_ family: ICMPFamily, _ table: [TypeResult]) {
+        // Without an .anyType entry the fallback is the default; with one, its value. Try both, keep the smaller.
+        let common = mostCommonUniform(table)
+        let withoutAnyType = emissions(table, fallback: defaultRef)
+        var best = (anyType: Ref?.none, types: withoutAnyType)
+        if common != defaultRef {
+            let withAnyType = emissions(table, fallback: common)
+            if 1 + total(withAnyType) < total(withoutAnyType) { best = (common, withAnyType) }
+        }
+        if let a = best.anyType { add(0, family, .anyType, 0, 0, a) }
+        addTypes(0, family, best.types)
+    }
+
+    /// A class with `from` rules: its results are class 0's with each applicable `from` rule taking the cells
+    /// where it comes first. Emits nothing if that changes nothing; otherwise the smaller of a complete
+    /// description (with an `.anyType` entry, so class 0 is never consulted) and a delta over class 0 (entries
+    /// only for the types that differ, every other probe falling back to class 0).
+    mutating func emitClass(_ cls: UInt32, _ family: ICMPFamily, base: [TypeResult], rules: [Int]) {
+        var overrides = [Int: TypeResult]()
+        for i in rules {
+            let ref = Ref(i)
+            switch policy.rules[i].messages[family] {
+            case nil: continue
+            case .all?:
+                for t in 0..<256 { overrides[t] = (overrides[t] ?? base[t]).applying(ref, codes: nil) }
+            case .types(let types)?:
+                for (t, codes) in types {
+                    let codeSet: Set<UInt8>?
+                    if case .only(let c) = codes { codeSet = c } else { codeSet = nil }
+                    overrides[Int(t)] = (overrides[Int(t)] ?? base[Int(t)]).applying(ref, codes: codeSet)
+                }
+            }
+        }
+        var changed = [Int: TypeResult]()
+        for (t, r) in overrides {
+            let n = r.normalized
+            if n != base[t] { changed[t] = n }
+        }
+        if changed.isEmpty { return }
+
+        // Delta over class 0.
+        var delta = [(Int, TypeEmission)]()
+        for t in changed.keys.sorted() { delta.append((t, emission(changed[t]!, fallback: base[t]))) }
+        let deltaCount = total(delta)
+        if deltaCount > 1 {
+            // A complete description: .anyType (always, it stops the fall back to class 0) plus per type.
+            var table = base
+            for (t, r) in changed { table[t] = r }
+            let common = mostCommonUniform(table)
+            let full = emissions(table, fallback: common)
+            if 1 + total(full) < deltaCount {
+                add(cls, family, .anyType, 0, 0, common)
+                addTypes(cls, family, full)
+                return
+            }
+        }
+        addTypes(cls, family, delta)
+    }
+
+    /// The most common result among types whose codes all share one result (the best `.anyType` value).
+    func mostCommonUniform(_ table: [TypeResult]) -> Ref {
+        var counts = [Ref: Int]()
+        for r in table { if case .uniform(let v) = r { counts[v, default: 0] += 1 } }
+        return counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }?.key ?? defaultRef
+    }
+
+    func emissions(_ table: [TypeResult], fallback: Ref) -> [(Int, TypeEmission)] {
+        var out = [(Int, TypeEmission)]()
+        let fallbackResult = TypeResult.uniform(fallback)
+        for t in 0..<256 {
+            let e = emission(table[t], fallback: fallbackResult)
+            if e.count > 0 { out.append((t, e)) }
+        }
+        return out
+    }
+
+    /// The fewest entries that make one type's probes give `result` when a probe with no entry gives `fallback`:
+    /// either `.code` entries where they differ, or an `.anyCode` entry with the most common result plus `.code`
+    /// entries for the codes that differ from it.
+    func emission(_ result: TypeResult, fallback: TypeResult) -> TypeEmission {
+        if result == fallback { return .empty }
+        var codesOnly = [(UInt8, Ref)]()
+        if case .uniform = result, case .uniform = fallback {
+            // Differs everywhere: one .anyCode entry is always best.
+        } else {
+            for c in 0..<256 where result[code: c] != fallback[code: c] { codesOnly.append((UInt8(c), result[code: c])) }
+        }
+        let common = result.mostCommon
+        var withAnyCode = TypeEmission(anyCode: common, codes: [])
+        if case .perCode(let a) = result {
+            for c in 0..<256 where a[c] != common { withAnyCode.codes.append((UInt8(c), a[c])) }
+        }
+        if !codesOnly.isEmpty && codesOnly.count <= withAnyCode.count { return TypeEmission(anyCode: nil, codes: codesOnly) }
+        return withAnyCode
+    }
+
+    func total(_ e: [(Int, TypeEmission)]) -> Int { e.reduce(0) { $0 + $1.1.count } }
+
+    mutating func addTypes(_ cls: UInt32, _ family: ICMPFamily, _ types: [(Int, TypeEmission)]) {
+        for (t, e) in types {
+            if let a = e.anyCode { add(cls, family, .anyCode, UInt8(t), 0, a) }
+            for (c, r) in e.codes { add(cls, family, .code, UInt8(t), c, r) }
+        }
+    }
+
+    mutating func add(_ cls: UInt32, _ family: ICMPFamily, _ match: DecisionMatch, _ type: UInt8, _ code: UInt8, _ ref: Ref) {
+        decisionCount += 1
+        // Past the limit only count: the error reports the size, and a runaway policy must not exhaust memory.
+        guard decisions.count < capacity.maxDecisions else { return }
+        decisions.append(DecisionEntry(sourceClass: cls, family: family, match: match, type: type, code: code,
+                                       ruleIndex: ref == defaultRef ? nil : Int(ref)))
+    }
+}
