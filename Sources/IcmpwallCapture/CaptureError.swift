@@ -23,6 +23,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable, Hashable {
         case closed
     }
 
+    /// What failed.
     public var kind: Kind
     /// The capture file's path as given by the caller.
     public var path: String
@@ -31,6 +32,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable, Hashable {
     /// What went wrong (libpcap's message when libpcap reported it).
     public var message: String
 
+    /// An error about `path`; a leading "`path`: " in `message` (as libpcap writes it) is dropped.
     public init(kind: Kind, path: String, frameNumber: Int? = nil, message: String) {
         self.kind = kind
         self.path = path
@@ -41,6 +43,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable, Hashable {
         self.message = message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message
     }
 
+    /// `path: message`, or `path: frame N: message`.
     public var description: String {
         if let frameNumber {
             return "\(path): frame \(frameNumber): \(message)"

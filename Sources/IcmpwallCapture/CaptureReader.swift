@@ -18,6 +18,7 @@ public struct CapturedFrame: Sendable, Hashable {
     /// 4 sent by us) when the capture was Linux cooked; nil otherwise.
     public var linuxPacketType: UInt16?
 
+    /// A frame with explicit fields.
     public init(number: Int, timestampNanoseconds: UInt64, capturedLength: Int, originalLength: Int,
                 bytes: [UInt8], linuxPacketType: UInt16? = nil) {
         self.number = number

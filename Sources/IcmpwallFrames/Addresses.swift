@@ -199,7 +199,9 @@ public struct IPv6Address: Sendable, Hashable, CustomStringConvertible, Expressi
 
 /// Either kind of IP address; what ``FrameSummary`` reports.
 public enum IPAddress: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+    /// An IPv4 address.
     case v4(IPv4Address)
+    /// An IPv6 address.
     case v6(IPv6Address)
 
     /// Parses IPv4 dotted-quad or IPv6 text.
@@ -229,6 +231,7 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible, ExpressibleB
         }
     }
 
+    /// The address in its family's usual text form.
     public var description: String {
         switch self {
         case .v4(let address): address.description

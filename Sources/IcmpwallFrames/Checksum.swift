@@ -8,6 +8,7 @@ public struct InternetChecksum: Sendable {
     private var sum: UInt64 = 0
     private var pendingHighByte: UInt8?
 
+    /// An empty sum.
     public init() {}
 
     /// Adds bytes to the sum.

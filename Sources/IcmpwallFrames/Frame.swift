@@ -17,6 +17,7 @@ public struct VLANTag: Sendable, Hashable {
     /// The drop eligible indicator.
     public var dropEligible: Bool
 
+    /// A tag for VLAN `vid`; 802.1Q unless `tpid` says otherwise.
     public init(vid: UInt16, tpid: UInt16 = VLANTag.dot1Q, priority: UInt8 = 0, dropEligible: Bool = false) {
         self.tpid = tpid
         self.vid = vid
@@ -34,11 +35,16 @@ public struct VLANTag: Sendable, Hashable {
 public struct ARPPacket: Sendable, Hashable {
     /// 1 request, 2 reply.
     public var operation: UInt16
+    /// The sender's MAC address.
     public var senderHardwareAddress: MACAddress
+    /// The sender's IPv4 address.
     public var senderProtocolAddress: IPv4Address
+    /// The target's MAC address (zero in requests).
     public var targetHardwareAddress: MACAddress
+    /// The IPv4 address being asked about or answered to.
     public var targetProtocolAddress: IPv4Address
 
+    /// An ARP packet with explicit fields.
     public init(operation: UInt16, senderHardwareAddress: MACAddress, senderProtocolAddress: IPv4Address,
                 targetHardwareAddress: MACAddress, targetProtocolAddress: IPv4Address) {
         self.operation = operation
@@ -76,8 +82,11 @@ public struct ARPPacket: Sendable, Hashable {
 
 /// What an Ethernet frame carries.
 public enum EthernetPayload: Sendable, Hashable {
+    /// An IPv4 packet (EtherType 0x0800).
     case ipv4(IPv4Packet)
+    /// An IPv6 packet (EtherType 0x86dd).
     case ipv6(IPv6Packet)
+    /// An ARP packet (EtherType 0x0806).
     case arp(ARPPacket)
     /// Arbitrary bytes with an arbitrary EtherType.
     case raw(etherType: UInt16, bytes: [UInt8])
@@ -113,10 +122,13 @@ public enum EthernetPayload: Sendable, Hashable {
 /// let cut = ping.truncated(to: 30).bytes
 /// ```
 public struct FrameBuilder: Sendable, Hashable {
+    /// The source MAC address.
     public var source: MACAddress
+    /// The destination MAC address.
     public var destination: MACAddress
     /// VLAN tags, outermost first.
     public var vlanTags: [VLANTag]
+    /// What the frame carries after its EtherType.
     public var payload: EthernetPayload
     /// The innermost EtherType to write instead of the payload's own.
     public var etherTypeOverride: UInt16?
@@ -126,6 +138,7 @@ public struct FrameBuilder: Sendable, Hashable {
     /// Cuts the serialized frame after this many bytes (applied after padding); nil keeps it whole.
     public var truncatedLength: Int?
 
+    /// A frame carrying `payload`.
     public init(source: MACAddress = .defaultSource, destination: MACAddress = .defaultDestination,
                 vlanTags: [VLANTag] = [], payload: EthernetPayload) {
         self.source = source

@@ -7,10 +7,13 @@
 public struct FrameSummary: Sendable, Hashable, CustomStringConvertible {
     /// The network-layer family.
     public enum Family: String, Sendable, Hashable {
+        /// IPv4 (EtherType 0x0800), IPv6 (0x86dd), ARP (0x0806).
         case ipv4, ipv6, arp
     }
 
+    /// The Ethernet destination address.
     public var ethernetDestination: MACAddress?
+    /// The Ethernet source address.
     public var ethernetSource: MACAddress?
     /// VLAN tags (TPID 0x8100, 0x88a8 or 0x9100), outermost first.
     public var vlanTags: [VLANTag] = []

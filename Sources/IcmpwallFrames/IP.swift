@@ -4,15 +4,21 @@
 /// is serialized unless an override is set; overrides change only the field, never the bytes emitted,
 /// so a test can announce an IHL or total length that does not match reality.
 public struct IPv4Header: Sendable, Hashable {
+    /// The source address.
     public var source: IPv4Address
+    /// The destination address.
     public var destination: IPv4Address
+    /// Time to live.
     public var ttl: UInt8
     /// DSCP and ECN bits.
     public var typeOfService: UInt8
+    /// The identification field (groups fragments).
     public var identification: UInt16
     /// The reserved ("evil") flag bit.
     public var reservedFlag: Bool
+    /// The DF flag.
     public var dontFragment: Bool
+    /// The MF flag.
     public var moreFragments: Bool
     /// Fragment offset in 8-byte units (0...8191).
     public var fragmentOffset8: Int
@@ -80,9 +86,12 @@ public struct IPv4Header: Sendable, Hashable {
 
 /// An IPv4 packet: header and payload. Also what ICMPv4 error messages quote.
 public struct IPv4Packet: Sendable, Hashable {
+    /// The header fields.
     public var header: IPv4Header
+    /// The upper-layer payload.
     public var payload: IPPayload
 
+    /// A packet carrying `payload`.
     public init(header: IPv4Header = IPv4Header(), payload: IPPayload) {
         self.header = header
         self.payload = payload
@@ -178,9 +187,13 @@ public enum IPv6ExtensionHeader: Sendable, Hashable {
 
 /// The fields of an IPv6 header and its extension header chain.
 public struct IPv6Header: Sendable, Hashable {
+    /// The source address.
     public var source: IPv6Address
+    /// The destination address (also used in the upper-layer pseudo-header).
     public var destination: IPv6Address
+    /// Hop limit.
     public var hopLimit: UInt8
+    /// Traffic class (DSCP and ECN).
     public var trafficClass: UInt8
     /// The 20-bit flow label.
     public var flowLabel: UInt32
@@ -207,9 +220,12 @@ public struct IPv6Header: Sendable, Hashable {
 
 /// An IPv6 packet: header, extension headers and payload. Also what ICMPv6 error messages quote.
 public struct IPv6Packet: Sendable, Hashable {
+    /// The header fields and extension header chain.
     public var header: IPv6Header
+    /// The upper-layer payload.
     public var payload: IPPayload
 
+    /// A packet carrying `payload`.
     public init(header: IPv6Header = IPv6Header(), payload: IPPayload) {
         self.header = header
         self.payload = payload

@@ -49,34 +49,53 @@ public enum IPPayload: Sendable, Hashable {
 
 /// TCP header flags.
 public struct TCPFlags: OptionSet, Sendable, Hashable {
+    /// The flags byte (byte 13 of the TCP header).
     public let rawValue: UInt8
+    /// Flags from the raw flags byte.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
+    /// No more data.
     public static let fin = TCPFlags(rawValue: 0x01)
+    /// Synchronize sequence numbers.
     public static let syn = TCPFlags(rawValue: 0x02)
+    /// Reset.
     public static let rst = TCPFlags(rawValue: 0x04)
+    /// Push.
     public static let psh = TCPFlags(rawValue: 0x08)
+    /// Acknowledgment field valid.
     public static let ack = TCPFlags(rawValue: 0x10)
+    /// Urgent pointer valid.
     public static let urg = TCPFlags(rawValue: 0x20)
+    /// ECN echo.
     public static let ece = TCPFlags(rawValue: 0x40)
+    /// Congestion window reduced.
     public static let cwr = TCPFlags(rawValue: 0x80)
 }
 
 /// A TCP segment (RFC 9293) with a correct checksum unless overridden.
 public struct TCPSegment: Sendable, Hashable {
+    /// The source port.
     public var sourcePort: UInt16
+    /// The destination port.
     public var destinationPort: UInt16
+    /// The sequence number.
     public var sequenceNumber: UInt32
+    /// The acknowledgment number.
     public var acknowledgmentNumber: UInt32
+    /// The control flags.
     public var flags: TCPFlags
+    /// The receive window.
     public var window: UInt16
+    /// The urgent pointer.
     public var urgentPointer: UInt16
     /// Option bytes, padded with zeros (end of option list) to a multiple of 4; at most 40 bytes.
     public var options: [UInt8]
+    /// The data after the header.
     public var payload: [UInt8]
     /// A checksum to store instead of the correct one.
     public var checksumOverride: UInt16?
 
+    /// A segment with explicit fields (a bare SYN by default).
     public init(sourcePort: UInt16 = 40000, destinationPort: UInt16 = 80, sequenceNumber: UInt32 = 1,
                 acknowledgmentNumber: UInt32 = 0, flags: TCPFlags = [.syn], window: UInt16 = 64240,
                 urgentPointer: UInt16 = 0, options: [UInt8] = [], payload: [UInt8] = [],
@@ -128,14 +147,18 @@ public struct TCPSegment: Sendable, Hashable {
 
 /// A UDP datagram (RFC 768) with a correct checksum unless overridden.
 public struct UDPDatagram: Sendable, Hashable {
+    /// The source port.
     public var sourcePort: UInt16
+    /// The destination port.
     public var destinationPort: UInt16
+    /// The data after the header.
     public var payload: [UInt8]
     /// A checksum to store instead of the correct one (0 means "no checksum" over IPv4).
     public var checksumOverride: UInt16?
     /// A length field to store instead of 8 + payload size (to craft malformed datagrams).
     public var lengthOverride: UInt16?
 
+    /// A datagram with explicit fields.
     public init(sourcePort: UInt16 = 40000, destinationPort: UInt16 = 53, payload: [UInt8] = [],
                 checksumOverride: UInt16? = nil, lengthOverride: UInt16? = nil) {
         self.sourcePort = sourcePort

@@ -241,6 +241,25 @@ struct DiagnosticTests {
         ])
     }
 
+    @Test("the remaining messages, each at its node")
+    func remainingMessages() {
+        #expect(errors("version: 1\n[a]: b\n") == ["t.yaml:2:1: error: a key must be a single word at the top level, not a list"])
+        #expect(errors(policy(rules: "  - name: a\n    from:\n    action: pass\n")) == ["t.yaml:4:10: error: 'from' has no value"])
+        #expect(errors(policy(rules: "  - name: a\n    class: []\n    action: pass\n")) == ["t.yaml:4:12: error: 'class' is an empty list"])
+        #expect(errors(policy(rules: "  - name: a\n    type: echo-request\n    code: []\n    action: pass\n")) == ["t.yaml:5:11: error: 'code' is an empty list"])
+        #expect(errors(policy(rules: "  - name: a\n    type: [[echo-request]]\n    action: pass\n")) == ["t.yaml:4:12: error: 'type' must be a single value, not a list"])
+        #expect(errors(policy(rules: "  - name: a\n    type: echo-request\n    action: limit\n    limit: { rate: 1/s, burst: many }\n")) == [
+            "t.yaml:6:32: error: invalid burst 'many': expected a whole number of packets, at least 1",
+        ])
+        #expect(errors(policy(rules: "  - name: a\n    type: echo-request\n    action: limit\n    limit: { rate: 1/s, per: source, backstop: { rate: 1/h, burst: 9999999 } }\n")) == [
+            "t.yaml:6:68: error: backstop burst 9999999 is too large for a rate per hour: burst × period in ns must not exceed 2^62, so the largest burst is 1281023",
+        ])
+        #expect(errors(policy(rules: "  - name: a\n    type: echo-request\n    action: limit\n    limit: 10/s\n")) == [
+            "t.yaml:6:12: error: expected a mapping of keys (rate, burst, per, ipv4-prefix, ipv6-prefix, backstop) in the limit of rule 'a', not '10/s'",
+        ])
+        #expect(errors("version: 1\nname: \u{1}x\n") == ["t.yaml:2:7: error: invalid YAML: control characters are not allowed"])
+    }
+
     @Test("every problem is reported, not only the first")
     func collectsEveryError() {
         let text = """
