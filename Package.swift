@@ -71,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IcmpwallEndToEndTests",
-            dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit"]
+            dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit"]
         ),
     ]
 )

@@ -156,6 +156,10 @@ public struct Dataplane: Sendable {
             link.detach()
         }
         try bpf { () throws(BPFError) in try BPFFS.removeTree(directory) }
+        // The last detach leaves no empty icmpwall folder behind either.
+        if (try? FileManager.default.contentsOfDirectory(atPath: pinRoot))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: pinRoot)
+        }
     }
 
     /// Interfaces with icmpwall pins.

@@ -1,0 +1,275 @@
+import BPFKit
+import Foundation
+import IcmpwallCapture
+import IcmpwallDataplane
+import IcmpwallFrames
+import Testing
+
+/// The real `icmpwall` binary against real namespaces, veth pairs, ping and tcpdump.
+@Suite("End to end in namespaces", .serialized,
+       .enabled(if: Privilege.available || Privilege.inCI, "needs root to create namespaces and attach XDP; runs in CI as root"))
+final class EndToEndTests {
+    let passEcho = """
+        version: 1
+        name: e2e
+        default: pass
+        rules:
+          - name: no-mask-reply
+            type: address-mask-reply
+            action: drop
+          - name: echo
+            type: echo-request
+            action: pass
+        """
+    let dropEcho = """
+        version: 1
+        name: e2e-drop-echo
+        default: pass
+        rules:
+          - name: no-mask-reply
+            type: address-mask-reply
+            action: drop
+          - name: echo
+            type: echo-request
+            action: drop
+        """
+
+    /// Runs the CLI inside a namespace (nsenter keeps the bpffs pins visible).
+    func cli(_ topology: LabTopology, _ arguments: [String], namespace: String? = nil) throws -> Tool.Result {
+        try topology.run(in: namespace ?? topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
+    }
+
+    func stats(_ topology: LabTopology) throws -> StatsJSON {
+        let r = try cli(topology, ["stats", "--interface", topology.serverInterface, "--json"])
+        #expect(r.status == 0, "stats failed: \(r.stderr)")
+        return try JSONDecoder().decode(StatsJSON.self, from: Data(r.stdout.utf8))
+    }
+
+    static func transmitted(_ pingOutput: String) -> Int? {
+        guard let r = pingOutput.range(of: #"(\d+) packets transmitted"#, options: .regularExpression) else { return nil }
+        return Int(pingOutput[r].split(separator: " ")[0])
+    }
+
+    static func received(_ pingOutput: String) -> Int? {
+        guard let r = pingOutput.range(of: #"(\d+) received"#, options: .regularExpression) else { return nil }
+        return Int(pingOutput[r].split(separator: " ")[0])
+    }
+
+    @Test("attach, real ping and crafted frames, receiver sees the verdicts, stats exact, detach leaves nothing")
+    func attachTrafficStatsDetach() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwe"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        let policy = try dir.write("e2e.yaml", passEcho)
+        let pinDirectory = "/sys/fs/bpf/icmpwall/\(topology.serverInterface)"
+        defer { try? FileManager.default.removeItem(atPath: pinDirectory) }
+
+        let attach = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", policy, "--mode", "native"])
+        #expect(attach.status == 0, "attach failed: \(attach.stderr)")
+        #expect(attach.stdout.contains("native mode"))
+        #expect(FileManager.default.fileExists(atPath: "\(pinDirectory)/link"))
+        let link = try topology.ip(topology.serverNamespace, ["link", "show", topology.serverInterface]).stdout
+        #expect(link.contains("xdp"), "the veth carries an XDP program: \(link)")
+
+        let status = try cli(topology, ["status", "--json"])
+        #expect(status.status == 0)
+        #expect(status.stdout.contains("\"interface\":\"\(topology.serverInterface)\""))
+        #expect(status.stdout.contains("\"policy_name\":\"e2e\""))
+        #expect(status.stdout.contains("\"enforcing\":true"))
+
+        // The receiver: an AF_PACKET socket on the server's veth sees only what XDP let through.
+        let receiver = try topology.packetSocket(namespace: topology.serverNamespace, interface: topology.serverInterface, receive: true)
+        let ping4 = try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "4", "-i", "0.2", "-W", "2", topology.serverIPv4], check: false)
+        #expect(Self.received(ping4.stdout) == 4, "ping through icmpwall: \(ping4.stdout)")
+        let ping6 = try topology.run(in: topology.clientNamespace, ["ping", "-6", "-n", "-c", "4", "-i", "0.2", "-W", "2", topology.serverIPv6], check: false)
+        #expect(Self.received(ping6.stdout) == 4, "ping -6 through icmpwall: \(ping6.stdout)")
+
+        let sender = try topology.packetSocket(namespace: topology.clientNamespace, interface: topology.clientInterface, receive: false)
+        let client = MACAddress(parsing: topology.clientMAC)!, server = MACAddress(parsing: topology.serverMAC)!
+        let mask = FrameBuilder.icmpv4(.addressMaskReply(), from: "192.0.2.1", to: "192.0.2.2").addressed(from: client, to: server).padded().bytes
+        let timestamp = FrameBuilder.icmpv4(.timestampRequest(), from: "192.0.2.1", to: "192.0.2.2").addressed(from: client, to: server).padded().bytes
+        _ = try receiver.drain(quiet: 0.2)  // what ping left behind
+        for _ in 0..<5 { try sender.send(mask) }
+        for _ in 0..<3 { try sender.send(timestamp) }
+        let arrived = try receiver.drain(quiet: 0.5).map(FrameSummary.init(parsing:))
+        #expect(arrived.filter { $0.icmpType == 18 }.count == 0, "address-mask replies were dropped before the stack")
+        #expect(arrived.filter { $0.icmpType == 13 }.count == 3, "timestamp requests passed")
+
+        let s = try stats(topology)
+        #expect(s.row("ipv4", 8)?.passed == 4 && s.row("ipv4", 8)?.dropped == 0)
+        #expect(s.row("ipv6", 128)?.passed == 4)
+        #expect(s.row("ipv4", 18)?.dropped == 5 && s.row("ipv4", 18)?.passed == 0)
+        #expect(s.row("ipv4", 18)?.dropped_bytes == UInt64(5 * mask.count))
+        #expect(s.row("ipv4", 13)?.passed == 3)
+        #expect(s.rule("no-mask-reply")?.matched == 5 && s.rule("no-mask-reply")?.dropped == 5)
+        #expect(s.rule("echo")?.matched == 8)
+        let table = try cli(topology, ["stats", "--interface", topology.serverInterface])
+        #expect(table.stdout.contains("address-mask-reply"))
+
+        let detach = try cli(topology, ["detach", "--interface", topology.serverInterface])
+        #expect(detach.status == 0, "detach: \(detach.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pinDirectory), "detach removes the pins")
+        let after = try topology.ip(topology.serverNamespace, ["link", "show", topology.serverInterface]).stdout
+        #expect(!after.contains("xdp"), "detach removes the program: \(after)")
+        let statsAfter = try cli(topology, ["stats", "--interface", topology.serverInterface])
+        #expect(statsAfter.status == 1 && statsAfter.stderr.contains("not attached"))
+        for _ in 0..<2 { try sender.send(mask) }
+        #expect(try receiver.drain(quiet: 0.5).map(FrameSummary.init(parsing:)).filter { $0.icmpType == 18 }.count == 2,
+                "after detach nothing filters")
+    }
+
+    @Test("apply under traffic: every echo counted once across policies; a rejected policy changes nothing")
+    func applyUnderTraffic() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwa"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        let pass = try dir.write("pass.yaml", passEcho)
+        let drop = try dir.write("drop.yaml", dropEcho)
+        let bad = try dir.write("bad.yaml", "version: 1\nrules:\n  - name: x\n    type: echo-requestt\n    action: drop\n")
+        defer { _ = try? cli(topology, ["detach", "--interface", topology.serverInterface]) }
+
+        #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", pass]).status == 0)
+        let before = try cli(topology, ["status", "--json"]).stdout
+
+        let ping = Process()
+        ping.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        ping.arguments = ["nsenter", "--net=/run/netns/\(topology.clientNamespace)", "ping", "-n", "-c", "300", "-i", "0.01", "-W", "1", topology.serverIPv4]
+        let out = Pipe()
+        ping.standardOutput = out
+        ping.standardError = FileHandle.nullDevice
+        try ping.run()
+        Thread.sleep(forTimeInterval: 0.6)
+        let toDrop = try cli(topology, ["apply", "--interface", topology.serverInterface, drop])
+        #expect(toDrop.status == 0, "apply: \(toDrop.stderr)")
+        Thread.sleep(forTimeInterval: 0.6)
+        let rejected = try cli(topology, ["apply", "--interface", topology.serverInterface, bad])
+        #expect(rejected.status == 1)
+        #expect(rejected.stderr.contains("bad.yaml:4:11"), "rejection names file:line:column: \(rejected.stderr)")
+        let middle = try cli(topology, ["status", "--json"]).stdout
+        #expect(middle.contains("\"policy_name\":\"e2e-drop-echo\""), "the rejected policy did not replace the running one")
+        Thread.sleep(forTimeInterval: 0.6)
+        #expect(try cli(topology, ["apply", "--interface", topology.serverInterface, "--policy", pass]).status == 0)
+        let deadline = Date().addingTimeInterval(30)
+        while ping.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if ping.isRunning { ping.terminate() }
+        ping.waitUntilExit()
+        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let sent = try #require(Self.transmitted(output))
+        let replies = try #require(Self.received(output))
+
+        let s = try stats(topology)
+        let echo = try #require(s.row("ipv4", 8))
+        #expect(Int(echo.passed + echo.dropped) == sent, "every echo request counted exactly once across three policies")
+        #expect(echo.dropped > 0 && echo.passed > 0)
+        #expect(Int(echo.passed) == replies, "the server answered exactly what icmpwall passed")
+        #expect(s.rule("echo")?.matched == UInt64(sent), "the rule kept its counters across apply")
+        #expect(before.contains("\"generation\":1") && !middle.contains("\"generation\":1"))
+    }
+
+    @Test("refusals: unknown interface, invalid policy, double attach, another XDP program, usage")
+    func refusals() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwr"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        let good = try dir.write("good.yaml", passEcho)
+        let bad = try dir.write("bad.yaml", "version: 1\ndefault: maybe\n")
+        let pins = "/sys/fs/bpf/icmpwall/\(topology.serverInterface)"
+        defer { try? FileManager.default.removeItem(atPath: pins) }
+
+        var r = try cli(topology, ["attach", "--interface", "nosuchif0", "--policy", good])
+        #expect(r.status == 1 && r.stderr.contains("nosuchif0") && r.stderr.contains("does not exist"), "\(r.stderr)")
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", bad])
+        #expect(r.status == 1 && r.stderr.contains("bad.yaml:2:10"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pins), "a rejected attach leaves no pins")
+        r = try cli(topology, ["apply", "--interface", topology.serverInterface, good])
+        #expect(r.status == 1 && r.stderr.contains("not attached"))
+        r = try cli(topology, ["check", bad])
+        #expect(r.status == 1 && r.stderr.contains("bad.yaml:2:10"))
+        r = try cli(topology, ["check"])
+        #expect(r.status == 2, "usage errors exit 2")
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--mode", "sideways"])
+        #expect(r.status == 2)
+
+        #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good]).status == 0)
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good])
+        #expect(r.status == 1 && r.stderr.contains("already attached"))
+        #expect(try cli(topology, ["detach", "--interface", topology.serverInterface]).status == 0)
+
+        // Another tool's XDP program: icmpwall refuses and names it.
+        let other = try BPFObject(bytes: EmbeddedDatapath.baseline, name: "baseline")
+        try other.load()
+        let program = try other.program(named: "icw_baseline_parse")
+        let link = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> BPFLink in
+            try XDP.attachLink(program: program, interfaceIndex: Interfaces.index(named: topology.serverInterface), mode: .generic)
+        }
+        defer { _ = link.detach() }
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good])
+        #expect(r.status == 1 && r.stderr.contains("icw_baseline_pa"), "names the other program: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pins))
+    }
+
+    @Test("replay: a tcpdump capture of real traffic and crafted captures, frame by frame")
+    func replay() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwp"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        let policy = try dir.write("p.yaml", passEcho)
+        let capture = dir.url.appending(path: "ping.pcap").path
+
+        // A real capture: tcpdump on the server's veth while ping runs.
+        let tcpdump = Process()
+        tcpdump.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tcpdump.arguments = ["nsenter", "--net=/run/netns/\(topology.serverNamespace)", "tcpdump", "-i", topology.serverInterface,
+                             "-w", capture, "-c", "6", "-U", "icmp"]
+        tcpdump.standardOutput = FileHandle.nullDevice
+        tcpdump.standardError = FileHandle.nullDevice
+        try tcpdump.run()
+        Thread.sleep(forTimeInterval: 1.0)
+        _ = try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "3", "-i", "0.2", topology.serverIPv4], check: false)
+        let deadline = Date().addingTimeInterval(10)
+        while tcpdump.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if tcpdump.isRunning { tcpdump.terminate() }
+        tcpdump.waitUntilExit()
+
+        var r = try cli(topology, ["replay", "--policy", policy, capture, "--json"])
+        #expect(r.status == 0, "replay: \(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 6, "one line per captured frame")
+        #expect(lines.filter { $0.contains("\"rule\":\"echo\"") && $0.contains("\"verdict\":\"pass\"") }.count == 3, "\(lines)")
+        #expect(lines.filter { $0.contains("\"type\":0") && $0.contains("\"rule\":\"default\"") }.count == 3, "echo replies fall to the default")
+        #expect(lines.first?.hasPrefix("{\"code\":0,\"family\":\"ipv4\",\"frame\":1,") == true, "\(lines.first ?? "")")
+
+        // Crafted: a dropped frame, a non-ICMP one, one too big to test-run, one captured short.
+        let crafted = dir.url.appending(path: "crafted.pcap").path
+        let writer = try CaptureWriter(path: crafted)
+        try writer.write(FrameBuilder.icmpv4(.addressMaskReply()), timestampNanoseconds: 1_000_000_000)
+        try writer.write(FrameBuilder.ipv4(IPv4Header(), .tcp(.syn())), timestampNanoseconds: 1_000_001_000)
+        try writer.write(FrameBuilder.icmpv4(.echoRequest(payloadSize: 5000)), timestampNanoseconds: 1_000_002_000)
+        let short = FrameBuilder.icmpv4(.echoRequest(payloadSize: 500)).bytes
+        try writer.write(bytes: Array(short.prefix(100)), timestampNanoseconds: 1_000_003_000, originalLength: short.count)
+        try writer.close()
+        r = try cli(topology, ["replay", "--policy", policy, crafted, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let v = r.stdout.split(separator: "\n").map(String.init)
+        #expect(v.count == 4)
+        #expect(v[0].contains("\"verdict\":\"drop\"") && v[0].contains("\"rule\":\"no-mask-reply\"") && v[0].contains("\"reason\":\"rule\""))
+        #expect(v[1].contains("\"reason\":\"not-icmp\""))
+        #expect(v[2].contains("\"reason\":\"skipped\"") && v[2].contains("test-run limit"))
+        #expect(v[3].contains("\"reason\":\"skipped\"") && v[3].contains("captured 100 of"))
+        r = try cli(topology, ["replay", "--policy", policy, crafted])
+        #expect(r.stdout.contains("4 frames: 0 ICMP passed, 1 ICMP dropped, 1 not ICMP, 2 skipped"), "\(r.stdout)")
+
+        // A truncated capture: a clear error, exit 1.
+        let data = try Data(contentsOf: URL(fileURLWithPath: crafted))
+        let cut = dir.url.appending(path: "cut.pcap").path
+        try data.prefix(data.count - 30).write(to: URL(fileURLWithPath: cut))
+        r = try cli(topology, ["replay", "--policy", policy, cut, "--json"])
+        #expect(r.status == 1 && r.stderr.contains("cut.pcap"), "\(r.stderr)")
+        r = try cli(topology, ["replay", "--policy", policy, dir.url.appending(path: "missing.pcap").path])
+        #expect(r.status == 1 && r.stderr.contains("missing.pcap"))
+    }
+}
