@@ -39,3 +39,8 @@ lab: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Datapath cost against a parse-only baseline, as ratios from one run; writes BENCHMARKS.md.
+bench: build
+	$(SWIFT) build $(SWIFT_FLAGS) --product icmpwall-bench
+	$(BUILD_DIR)/debug/icmpwall-bench --output BENCHMARKS.md

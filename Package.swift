@@ -59,6 +59,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `make bench`: datapath cost through BPF_PROG_TEST_RUN against baselines in the same run.
+        .executableTarget(
+            name: "icmpwall-bench",
+            dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit"]
+        ),
         // Compiles bpf/*.bpf.c with clang -target bpf and embeds the object as Swift source.
         .plugin(name: "EmbedBPF", capability: .buildTool()),
 
