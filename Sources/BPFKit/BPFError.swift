@@ -83,6 +83,8 @@ public struct BPFError: Error, CustomStringConvertible, Sendable, Equatable {
             return verifierLog == nil
                 ? "EACCES: permission denied (verifier rejection or a read-only map/pin)"
                 : "EACCES: the verifier rejected the program; see verifierLog"
+        case ERANGE where op.contains("xdp") || op.contains("link_create"):
+            return "ERANGE: the interface's MTU is too large for XDP in this mode (native XDP needs each frame to fit a page, about 3.5 KB on veth): lower the MTU or use generic mode"
         case ENODEV:
             return "ENODEV: the interface does not exist in this network namespace"
         case ENOSPC:

@@ -4,34 +4,24 @@ import Glibc
 import Musl
 #endif
 
+import CLibBPF
+
 /// Reads variable layouts from the object's BTF as libbpf finalised it at open (DATASEC sizes
 /// and variable offsets fixed up from the ELF symbols).
-///
-/// `<bpf/btf.h>` is not part of the CLibBPF module, so the three btf__ functions are resolved
-/// from the already-linked libbpf with `dlsym` and called through C function pointers (same ABI).
-/// If CLibBPF ever includes `<bpf/btf.h>`, these become direct calls.
 enum BTFAccess {
-    typealias FindByNameKind = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UInt32) -> Int32
-    typealias TypeByID = @convention(c) (OpaquePointer?, UInt32) -> UnsafeRawPointer?
-    typealias NameByOffset = @convention(c) (OpaquePointer?, UInt32) -> UnsafePointer<CChar>?
-
-    struct Functions: @unchecked Sendable {
-        // Plain C function pointers into libbpf: immutable and callable from any thread.
-        let findByNameKind: FindByNameKind
-        let typeByID: TypeByID
-        let nameByOffset: NameByOffset
+    struct Functions {
+        func findByNameKind(_ btf: OpaquePointer, _ name: String, _ kind: UInt32) -> Int32 {
+            btf__find_by_name_kind(btf, name, kind)
+        }
+        func typeByID(_ btf: OpaquePointer, _ id: UInt32) -> UnsafeRawPointer? {
+            btf__type_by_id(btf, id).map { UnsafeRawPointer($0) }
+        }
+        func nameByOffset(_ btf: OpaquePointer, _ offset: UInt32) -> UnsafePointer<CChar>? {
+            btf__name_by_offset(btf, offset)
+        }
     }
 
-    static let functions: Functions? = {
-        // RTLD_DEFAULT is a null handle on glibc.
-        guard let f = dlsym(nil, "btf__find_by_name_kind"),
-              let t = dlsym(nil, "btf__type_by_id"),
-              let n = dlsym(nil, "btf__name_by_offset") else { return nil }
-        return Functions(
-            findByNameKind: unsafeBitCast(f, to: FindByNameKind.self),
-            typeByID: unsafeBitCast(t, to: TypeByID.self),
-            nameByOffset: unsafeBitCast(n, to: NameByOffset.self))
-    }()
+    static let functions: Functions? = Functions()
 
     static let kindVar: UInt32 = 14
     static let kindDatasec: UInt32 = 15

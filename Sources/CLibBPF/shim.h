@@ -1,3 +1,4 @@
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <linux/if_link.h>

@@ -144,7 +144,19 @@ public enum Replay {
         var summary = Summary()
         while true {
             let next: CapturedFrame?
-            do { next = try reader.next() } catch { throw .invalidInput(error.description) }
+            do {
+                next = try reader.next()
+            } catch where error.kind == .malformedFrame {
+                // One record that cannot become an Ethernet frame: report it and go on with the next.
+                let skipped = FrameVerdict(frame: error.frameNumber ?? summary.frames + 1, verdict: nil, reason: .skipped,
+                                           detail: error.message)
+                summary.frames += 1
+                summary.skipped += 1
+                do { try each(skipped) } catch { throw .system("\(error)") }
+                continue
+            } catch {
+                throw .invalidInput(error.description)
+            }
             guard let frame = next else { break }
             var verdict: FrameVerdict
             if frame.capturedLength < frame.originalLength {

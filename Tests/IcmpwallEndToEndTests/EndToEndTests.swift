@@ -3,6 +3,7 @@ import Foundation
 import IcmpwallCapture
 import IcmpwallDataplane
 import IcmpwallFrames
+import Synchronization
 import Testing
 
 /// The real `icmpwall` binary against real namespaces, veth pairs, ping and tcpdump.
@@ -271,5 +272,51 @@ final class EndToEndTests {
         #expect(r.status == 1 && r.stderr.contains("cut.pcap"), "\(r.stderr)")
         r = try cli(topology, ["replay", "--policy", policy, dir.url.appending(path: "missing.pcap").path])
         #expect(r.status == 1 && r.stderr.contains("missing.pcap"))
+    }
+
+    @Test("the lab runs real traffic, reports what icmpwall did, and leaves nothing behind, also on Ctrl-C")
+    func lab() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        func leftovers() throws -> [String] {
+            let namespaces = try Tool.run(["ip", "netns", "list"]).stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("icwlab") }
+            let pins = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/bpf/icmpwall")) ?? []).filter { $0.hasPrefix("icwlab") }
+            return namespaces + pins
+        }
+        let before = try leftovers()
+        let r = try Tool.run([Binary.path, "lab"], timeout: 300, check: false)
+        #expect(r.status == 0, "lab failed: \(r.stderr)")
+        let maskRow = r.stdout.split(separator: "\n").first { $0.contains("address-mask-reply (18)") }.map(String.init) ?? ""
+        let numbers = maskRow.split(separator: " ").compactMap { Int($0) }
+        #expect(numbers.count >= 4 && numbers[0] == 0 && numbers[1] == 5, "5 address-mask replies sent, all dropped: \(maskRow)")
+        #expect(r.stdout.contains("ping (echo-request)                              5   5 replies"), "\(r.stdout)")
+        #expect(r.stdout.contains("ICMP frames judged"))
+        #expect(try leftovers() == before, "the lab removed its namespaces and pins")
+
+        // Ctrl-C while the lab runs: it cleans up and exits 130.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["lab"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        let seen = Mutex("")
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            seen.withLock { $0 += text }
+        }
+        try process.run()
+        let deadline = Date().addingTimeInterval(120)
+        while !seen.withLock({ $0.contains("attached policy") }) && process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(process.isRunning, "the lab was still running when interrupted")
+        kill(process.processIdentifier, SIGINT)
+        let stop = Date().addingTimeInterval(60)
+        while process.isRunning && Date() < stop { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        out.fileHandleForReading.readabilityHandler = nil
+        #expect(process.terminationStatus == 130, "interrupted lab exits 130")
+        #expect(try leftovers() == before, "Ctrl-C removed the lab's namespaces and pins")
     }
 }
