@@ -75,3 +75,10 @@ long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms)
 		return n;
 	}
 }
+
+#include <stdio.h>
+
+void icw_line_buffer_stdout(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}

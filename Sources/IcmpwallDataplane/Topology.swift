@@ -68,6 +68,9 @@ public final class LabTopology: @unchecked Sendable {
     public private(set) var clientMAC = ""
     public private(set) var serverMAC = ""
     private var destroyed = false
+    /// Held for the whole of destroy(): a second caller (a signal handler racing normal cleanup) waits
+    /// until the namespaces are really gone instead of returning early.
+    private let destroyLock = NSLock()
 
     /// A prefix unique to this process and moment: short enough for interface names (15 bytes).
     public static func uniquePrefix(_ base: String = "icw") -> String {
@@ -109,6 +112,8 @@ public final class LabTopology: @unchecked Sendable {
 
     /// Removes both namespaces (and with them the veth pair and anything attached to it).
     public func destroy() {
+        destroyLock.lock()
+        defer { destroyLock.unlock() }
         if destroyed { return }
         destroyed = true
         _ = try? Tool.run(["ip", "netns", "del", clientNamespace], check: false)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BPFKit
+import CIcmpwallShim
 import Dispatch
 import Foundation
 import IcmpwallDataplane
@@ -26,6 +27,7 @@ struct Lab: ParsableCommand {
     @Flag(name: .long, help: "Keep the lab after the report (remove it later with `ip netns del`).") var keep = false
 
     func run() throws {
+        icw_line_buffer_stdout()  // progress shows as it happens, also through a pipe
         let compiled = try loadPolicy(policy)
         let missing = Capabilities.missing()
         if !missing.isEmpty {
@@ -138,8 +140,13 @@ struct Lab: ParsableCommand {
     }
 }
 
-/// Detaches and removes the lab's namespaces (idempotent).
+private let cleanupLock = NSLock()
+
+/// Detaches and removes the lab's namespaces. Idempotent, and serialized: when Ctrl-C arrives while the
+/// lab is already cleaning up, the handler waits for that cleanup to finish before the process exits.
 private func cleanUp() {
+    cleanupLock.lock()
+    defer { cleanupLock.unlock() }
     if let (dataplane, interface) = labDataplaneForCleanup {
         try? dataplane.detach(interface: interface)
         labDataplaneForCleanup = nil

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CIcmpwallShim
 import Foundation
 import IcmpwallDataplane
 import IcmpwallPolicy
@@ -47,6 +48,7 @@ struct Stats: ParsableCommand {
             print(json ? jsonLine(s) : StatsTable.render(s, previous: nil, seconds: nil))
             return
         }
+        icw_line_buffer_stdout()  // each report reaches a pipe as it is printed
         var previous = try snapshot()
         var reports = 0
         while count.map({ reports < $0 }) ?? true {
@@ -58,7 +60,6 @@ struct Stats: ParsableCommand {
             } else {
                 print(StatsTable.render(current, previous: previous, seconds: watch))
             }
-            FileHandle.standardOutput.synchronizeFile()
             previous = current
             reports += 1
         }

@@ -107,6 +107,10 @@ final class EndToEndTests {
         #expect(s.rule("echo")?.matched == 8)
         let table = try cli(topology, ["stats", "--interface", topology.serverInterface])
         #expect(table.stdout.contains("address-mask-reply"))
+        let watch = try cli(topology, ["stats", "--interface", topology.serverInterface, "--json", "--watch", "0.2", "--count", "2"])
+        let reports = watch.stdout.split(separator: "\n")
+        #expect(watch.status == 0 && reports.count == 2, "--watch --json prints one object per line: \(watch.stdout)")
+        #expect(reports.allSatisfy { $0.hasPrefix("{") && $0.contains("\"rates\"") && $0.contains("\"counters\"") })
 
         let detach = try cli(topology, ["detach", "--interface", topology.serverInterface])
         #expect(detach.status == 0, "detach: \(detach.stderr)")
@@ -287,7 +291,8 @@ final class EndToEndTests {
         #expect(r.status == 0, "lab failed: \(r.stderr)")
         let maskRow = r.stdout.split(separator: "\n").first { $0.contains("address-mask-reply (18)") }.map(String.init) ?? ""
         let numbers = maskRow.split(separator: " ").compactMap { Int($0) }
-        #expect(numbers.count >= 4 && numbers[0] == 0 && numbers[1] == 5, "5 address-mask replies sent, all dropped: \(maskRow)")
+        // Columns: code, passed, dropped, passed bytes, dropped bytes.
+        #expect(numbers.count >= 5 && numbers[1] == 0 && numbers[2] == 5, "5 address-mask replies sent, all dropped: \(maskRow)")
         #expect(r.stdout.contains("ping (echo-request)                              5   5 replies"), "\(r.stdout)")
         #expect(r.stdout.contains("ICMP frames judged"))
         #expect(try leftovers() == before, "the lab removed its namespaces and pins")

@@ -7,6 +7,9 @@
 /* setns(2) for network namespaces (Glibc's Swift overlay lacks _GNU_SOURCE). Returns 0 or -errno. */
 int icw_setns_net(int fd);
 
+/* Line-buffers stdout (Swift 6 cannot touch the `stdout` global): progress shows through pipes. */
+void icw_line_buffer_stdout(void);
+
 /* The calling thread's kernel thread id (setns affects only the calling thread). */
 int icw_gettid(void);
 
