@@ -35,6 +35,8 @@ public struct AttachmentStatus: Sendable, Codable {
     public var pinDirectory: String
     /// False when the pins exist but the link no longer carries the program (e.g. the interface went away).
     public var enforcing: Bool
+    /// The program id of the egress error limiter's tc filter, nil when it is not attached.
+    public var egressProgramID: UInt32?
 
     enum CodingKeys: String, CodingKey {
         case interface, mode, enforcing, generation
@@ -46,6 +48,7 @@ public struct AttachmentStatus: Sendable, Codable {
         case attachedAt = "attached_at"
         case appliedAt = "applied_at"
         case pinDirectory = "pin_directory"
+        case egressProgramID = "egress_program_id"
     }
 }
 
@@ -112,6 +115,19 @@ public struct Dataplane: Sendable {
             throw .bpf(lastError ?? BPFError(operation: "bpf_link_create", errno: EINVAL, context: "interface \(interface)"))
         }
 
+        // The egress error limiter: icmpwall's own tc filter (fixed handle and priority) on clsact egress.
+        var createdClsact = false
+        do {
+            let egress = try object.program(named: DatapathNames.egressProgram)
+            createdClsact = try TC.createHook(interfaceIndex: ifindex)
+            _ = try TC.attach(program: egress, interfaceIndex: ifindex, point: .egress, handle: UInt32(ICW_TC_HANDLE),
+                              priority: UInt32(ICW_TC_PRIORITY), replace: true)
+        } catch {
+            Self.removeEgressFilter(interface: interface, ifindex: ifindex, removeClsact: createdClsact)
+            link.detach()
+            throw .bpf(error)
+        }
+
         let directory = pinDirectory(interface)
         do {
             try BPFFS.makeDirectory(pinRoot)
@@ -123,11 +139,13 @@ public struct Dataplane: Sendable {
             var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
             meta.attached_at_ns = PolicyInstaller.nanoseconds(Date())
             PolicyInstaller.setBytes(&meta.attach_mode, Array(gotMode.rawValue.utf8))
+            meta.flags = createdClsact ? ICW_META_CREATED_CLSACT : 0
             try maps.meta.update(UInt32(0), meta)
             // The link pin last: once it exists, the attachment is complete.
             try link.pin(at: linkPin(interface))
         } catch {
             try? BPFFS.removeTree(directory)
+            Self.removeEgressFilter(interface: interface, ifindex: ifindex, removeClsact: createdClsact)
             link.detach()
             throw .bpf(error)
         }
@@ -154,6 +172,14 @@ public struct Dataplane: Sendable {
         }
         if let link = try? BPFLink.openPinned(linkPin(interface)) {
             link.detach()
+        }
+        // The egress filter: only icmpwall's own (handle, priority); clsact only if attach created it and
+        // nothing else uses it now. An interface that is gone took both with it.
+        if let ifindex = try? Interfaces.index(named: interface) {
+            let meta = (try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta"))
+                .flatMap { try? $0.lookup(UInt32(0), as: icw_meta.self) }
+            Self.removeEgressFilter(interface: interface, ifindex: ifindex,
+                                    removeClsact: (meta?.flags ?? 0) & ICW_META_CREATED_CLSACT != 0)
         }
         try bpf { () throws(BPFError) in try BPFFS.removeTree(directory) }
         // The last detach leaves no empty icmpwall folder behind either.
@@ -197,7 +223,8 @@ public struct Dataplane: Sendable {
                 attachedAt: meta.attached_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.attached_at_ns) / 1e9),
                 appliedAt: meta.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.applied_at_ns) / 1e9),
                 pinDirectory: pinDirectory(name),
-                enforcing: enforcing))
+                enforcing: enforcing,
+                egressProgramID: egressFilterProgramID(interface: name)))
         }
         return result
     }
@@ -212,6 +239,26 @@ public struct Dataplane: Sendable {
     }
 
     // MARK: - helpers
+
+    /// Removes icmpwall's egress filter, and the clsact qdisc when asked and no other filter uses it.
+    static func removeEgressFilter(interface: String, ifindex: Int32, removeClsact: Bool) {
+        try? TC.detach(interfaceIndex: ifindex, point: .egress, handle: UInt32(ICW_TC_HANDLE), priority: UInt32(ICW_TC_PRIORITY))
+        guard removeClsact else { return }
+        // Another tool's filter on either direction keeps the qdisc (destroying it would remove theirs).
+        for direction in ["ingress", "egress"] {
+            guard let r = try? Tool.run(["tc", "filter", "show", "dev", interface, direction], check: false),
+                  r.status == 0, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return }
+        }
+        try? TC.destroyHook(interfaceIndex: ifindex)
+    }
+
+    /// The program id of icmpwall's egress filter on `interface`, if it is there.
+    public func egressFilterProgramID(interface: String) -> UInt32? {
+        guard let ifindex = try? Interfaces.index(named: interface),
+              let filter = try? TC.query(interfaceIndex: ifindex, point: .egress, handle: UInt32(ICW_TC_HANDLE),
+                                         priority: UInt32(ICW_TC_PRIORITY)) else { return nil }
+        return filter.programID
+    }
 
     private func validateInterfaceName(_ name: String) throws(DataplaneError) {
         // IFNAMSIZ is 16 with the NUL; the name also becomes a path component.

@@ -8,6 +8,9 @@ public let guardNames = ["malformed", "fragments", "bogus-errors", "broadcast-ec
 /// One row of per-type counters: an ICMP family, type and code (or a code range folded into one row).
 public struct TypeCounterRow: Sendable, Codable, Equatable {
     public var interface: String
+    /// "ingress": frames arriving (XDP); "egress": ICMP errors this host generated (tc), where passed means
+    /// sent ("generated") and dropped means suppressed by the egress limiter.
+    public var direction: String = "ingress"
     public var family: String
     /// nil for frames with no readable ICMP header (non-first fragments, truncated).
     public var type: Int?
@@ -23,7 +26,7 @@ public struct TypeCounterRow: Sendable, Codable, Equatable {
     public var droppedBytes: UInt64
 
     enum CodingKeys: String, CodingKey {
-        case interface, family, type, code, codes, passed, dropped
+        case interface, direction, family, type, code, codes, passed, dropped, generated, suppressed
         case typeName = "type_name"
         case codeName = "code_name"
         case passedBytes = "passed_bytes"
@@ -34,6 +37,7 @@ public struct TypeCounterRow: Sendable, Codable, Equatable {
         // type and code are always present (null when unknown), as the stats schema promises.
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(interface, forKey: .interface)
+        try c.encode(direction, forKey: .direction)
         try c.encode(family, forKey: .family)
         try c.encode(type, forKey: .type)
         try c.encode(code, forKey: .code)
@@ -44,6 +48,42 @@ public struct TypeCounterRow: Sendable, Codable, Equatable {
         try c.encode(dropped, forKey: .dropped)
         try c.encode(passedBytes, forKey: .passedBytes)
         try c.encode(droppedBytes, forKey: .droppedBytes)
+        if direction == "egress" {
+            try c.encode(passed, forKey: .generated)
+            try c.encode(dropped, forKey: .suppressed)
+        }
+    }
+
+    public init(interface: String, direction: String = "ingress", family: String, type: Int?, code: Int?, codes: String?,
+                typeName: String?, codeName: String?, passed: UInt64, dropped: UInt64, passedBytes: UInt64, droppedBytes: UInt64) {
+        self.interface = interface
+        self.direction = direction
+        self.family = family
+        self.type = type
+        self.code = code
+        self.codes = codes
+        self.typeName = typeName
+        self.codeName = codeName
+        self.passed = passed
+        self.dropped = dropped
+        self.passedBytes = passedBytes
+        self.droppedBytes = droppedBytes
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        interface = try c.decode(String.self, forKey: .interface)
+        direction = try c.decodeIfPresent(String.self, forKey: .direction) ?? "ingress"
+        family = try c.decode(String.self, forKey: .family)
+        type = try c.decodeIfPresent(Int.self, forKey: .type)
+        code = try c.decodeIfPresent(Int.self, forKey: .code)
+        codes = try c.decodeIfPresent(String.self, forKey: .codes)
+        typeName = try c.decodeIfPresent(String.self, forKey: .typeName)
+        codeName = try c.decodeIfPresent(String.self, forKey: .codeName)
+        passed = try c.decode(UInt64.self, forKey: .passed)
+        dropped = try c.decode(UInt64.self, forKey: .dropped)
+        passedBytes = try c.decode(UInt64.self, forKey: .passedBytes)
+        droppedBytes = try c.decode(UInt64.self, forKey: .droppedBytes)
     }
 }
 
@@ -115,11 +155,10 @@ public struct CounterReader {
         self.interface = interface
     }
 
-    public func snapshot() throws(BPFError) -> CounterSnapshot {
-        var snapshot = CounterSnapshot()
-        let layout = CounterLayout.shared
-        let typeRows = try maps.counters.lookupBatchPerCPU(keyType: UInt32.self, as: icw_type_counter.self)
-        for (row, perCPU) in typeRows.sorted(by: { $0.key < $1.key }) where Int(row) < layout.slots.count {
+    private func typeRows(_ map: BPFMap, direction: String, layout: CounterLayout) throws(BPFError) -> [TypeCounterRow] {
+        var rows: [TypeCounterRow] = []
+        let perRow = try map.lookupBatchPerCPU(keyType: UInt32.self, as: icw_type_counter.self)
+        for (row, perCPU) in perRow.sorted(by: { $0.key < $1.key }) where Int(row) < layout.slots.count {
             guard let slot = layout.slots[Int(row)] else { continue }
             var sum = icw_type_counter()
             for c in perCPU {
@@ -129,14 +168,23 @@ public struct CounterReader {
                 sum.dropped_bytes &+= c.dropped_bytes
             }
             if sum.passed_packets == 0 && sum.dropped_packets == 0 { continue }
-            snapshot.counters.append(TypeCounterRow(
-                interface: interface,
+            rows.append(TypeCounterRow(
+                interface: interface, direction: direction,
                 family: slot.family == .ipv4 ? "ipv4" : "ipv6",
                 type: slot.type, code: slot.code, codes: slot.codes,
                 typeName: slot.type.flatMap { ICMPRegistry.typeName(slot.family, UInt8($0)) },
                 codeName: slot.type.flatMap { t in slot.code.flatMap { ICMPRegistry.codeName(slot.family, type: UInt8(t), code: UInt8($0)) } },
                 passed: sum.passed_packets, dropped: sum.dropped_packets,
                 passedBytes: sum.passed_bytes, droppedBytes: sum.dropped_bytes))
+        }
+        return rows
+    }
+
+    public func snapshot() throws(BPFError) -> CounterSnapshot {
+        var snapshot = CounterSnapshot()
+        let layout = CounterLayout.shared
+        for (direction, map) in [("ingress", maps.counters), ("egress", maps.egressCounters)] {
+            snapshot.counters += try typeRows(map, direction: direction, layout: layout)
         }
 
         var names: [(UInt32, String)] = [(UInt32(ICW_DEFAULT_RULE_ID), "default")]

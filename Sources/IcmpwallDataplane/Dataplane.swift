@@ -27,12 +27,14 @@ public enum EmbeddedDatapath {
 /// Names of the datapath's maps and programs, as declared in bpf/icmpwall.bpf.c.
 public enum DatapathNames {
     public static let program = "icmpwall_xdp"
+    public static let egressProgram = "icmpwall_tc_egress"
     public static let objectName = "icmpwall"
     /// Maps that hold enforcement state and counters: pinned, so they outlive the command.
     public static let pinnedMaps = [
         "icw_control", "icw_config", "icw_meta", "icw_decisions", "icw_src4", "icw_src6", "icw_rules",
         "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks", "icw_counters",
-        "icw_rule_counters", "icw_guard_counters",
+        "icw_rule_counters", "icw_guard_counters", "icw_egress_config", "icw_egress_exempt", "icw_egress_bucket",
+        "icw_egress_destinations", "icw_egress_counters",
     ]
     /// Root of icmpwall's pins in bpffs.
     public static let pinRoot = "/sys/fs/bpf/icmpwall"
@@ -74,6 +76,9 @@ public struct DatapathMaps: @unchecked Sendable {
     public let counters: BPFMap
     public let ruleCounters: BPFMap
     public let guardCounters: BPFMap
+    public let egressConfig: BPFMap
+    public let egressExempt: BPFMap
+    public let egressCounters: BPFMap
 
     init(lookup: (String) throws(BPFError) -> BPFMap) throws(BPFError) {
         control = try lookup("icw_control")
@@ -89,6 +94,9 @@ public struct DatapathMaps: @unchecked Sendable {
         counters = try lookup("icw_counters")
         ruleCounters = try lookup("icw_rule_counters")
         guardCounters = try lookup("icw_guard_counters")
+        egressConfig = try lookup("icw_egress_config")
+        egressExempt = try lookup("icw_egress_exempt")
+        egressCounters = try lookup("icw_egress_counters")
     }
 
     /// The maps of a loaded object.

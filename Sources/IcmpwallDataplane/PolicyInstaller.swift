@@ -44,6 +44,7 @@ public struct PolicyInstaller {
 
         // Rule identities: keep ids (counters) by name, keep buckets while the limit is unchanged.
         let existing = try readIdentities()
+        let egressIdentity = try readIdentity(Self.egressIdentityName)
         let liveIDs = Set(existing.values.map(\.rule_id))
         var taken = Set<UInt32>()
         var identities: [icw_rule_identity] = []
@@ -120,6 +121,15 @@ public struct PolicyInstaller {
         }
         try maps.config.update(target, Self.abiConfig(policy, generation: generation))
 
+        // Egress limits of the new policy, in the same slot: switched by the same flip.
+        let egressSignature = Self.egressSignature(policy.egress)
+        let egressEpoch = egressIdentity.map { $0.limit_signature == egressSignature ? $0.bucket_epoch : generation } ?? generation
+        try maps.egressConfig.update(target, Self.abiEgress(policy.egress, epoch: egressEpoch))
+        let exempt = Self.exemptBits(policy.egress)
+        for index in 0..<512 {
+            try maps.egressExempt.update(target * 512 + UInt32(index), exempt[index])
+        }
+
         // The switch: one update of one map value.
         try maps.control.update(UInt32(0), icw_control(active_slot: target, generation: generation))
 
@@ -131,6 +141,8 @@ public struct PolicyInstaller {
         for (index, rule) in policy.rules.enumerated() {
             try maps.ruleIDs.update(key: Self.nameKey(rule.name), value: withUnsafeBytes(of: identities[index]) { Array($0) })
         }
+        let egressID = icw_rule_identity(rule_id: 0, bucket_epoch: egressEpoch, limit_signature: egressSignature)
+        try maps.ruleIDs.update(key: Self.nameKey(Self.egressIdentityName), value: withUnsafeBytes(of: egressID) { Array($0) })
         for id in fresh where liveIDs.contains(id) {
             try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
         }
@@ -147,6 +159,10 @@ public struct PolicyInstaller {
                              sourcePrefixes: compiled.sourceClasses.count)
     }
 
+    /// The identity map also remembers the egress limiter's bucket epoch under this name, which no rule can
+    /// have (rule names start with a letter or digit).
+    static let egressIdentityName = "@egress"
+
     /// Name → identity of the rules of the live policy.
     public func readIdentities() throws(BPFError) -> [String: icw_rule_identity] {
         var result: [String: icw_rule_identity] = [:]
@@ -154,9 +170,16 @@ public struct PolicyInstaller {
             guard let value = try maps.ruleIDs.lookup(key: key), value.count == MemoryLayout<icw_rule_identity>.size else { continue }
             let identity = value.withUnsafeBytes { $0.loadUnaligned(as: icw_rule_identity.self) }
             let name = String(decoding: key.prefix { $0 != 0 }, as: UTF8.self)
+            if name.hasPrefix("@") { continue }
             result[name] = identity
         }
         return result
+    }
+
+    func readIdentity(_ name: String) throws(BPFError) -> icw_rule_identity? {
+        guard let value = try maps.ruleIDs.lookup(key: Self.nameKey(name)),
+              value.count == MemoryLayout<icw_rule_identity>.size else { return nil }
+        return value.withUnsafeBytes { $0.loadUnaligned(as: icw_rule_identity.self) }
     }
 
     // MARK: - ABI conversion
@@ -177,12 +200,56 @@ public struct PolicyInstaller {
         case let .source(v4, v6, backstop):
             text += "/source/\(v4)/\(v6)/\(backstop.rate.count)/\(backstop.rate.periodNanoseconds)/\(backstop.burst)"
         }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: an identity within one host, not a security boundary
+        return fnv1a(text)
+    }
+
+    /// FNV-1a: an identity of limit parameters within one host, not a security boundary. Never 0 (0 = no limit).
+    static func fnv1a(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in text.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x100_0000_01b3
         }
         return hash == 0 ? 1 : hash
+    }
+
+    static func egressSignature(_ egress: EgressPolicy?) -> UInt64 {
+        guard let egress else { return 0 }
+        var text = "egress/\(egress.ipv4Prefix)/\(egress.ipv6Prefix)"
+        for spec in [egress.global, egress.perDestination] {
+            text += spec.map { "/\($0.rate.count)/\($0.rate.periodNanoseconds)/\($0.burst)" } ?? "/-"
+        }
+        return fnv1a(text)
+    }
+
+    static func abiEgress(_ egress: EgressPolicy?, epoch: UInt32) -> icw_egress_config {
+        var c = icw_egress_config()
+        guard let egress else { return c }
+        c.enabled = 1
+        c.bucket_epoch = epoch
+        if let g = egress.global { c.global = abiLimit(g) }
+        if let d = egress.perDestination { c.destination = abiLimit(d) }
+        c.dst4_prefix = UInt8(egress.ipv4Prefix)
+        c.dst6_prefix = UInt8(egress.ipv6Prefix)
+        c.dst4_mask = maskWords(prefix: egress.ipv4Prefix, bits: 32)[0]
+        let m = maskWords(prefix: egress.ipv6Prefix, bits: 128)
+        c.dst6_mask = (m[0], m[1], m[2], m[3])
+        return c
+    }
+
+    /// One 256-bit code set per (family, type): the exempt messages.
+    static func exemptBits(_ egress: EgressPolicy?) -> [icw_code_bits] {
+        var bits = [icw_code_bits](repeating: icw_code_bits(), count: 512)
+        for message in egress?.exempt ?? [] {
+            let index = Int(message.family.rawValue) * 256 + Int(message.type)
+            withUnsafeMutableBytes(of: &bits[index].bits) { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for code in message.code.map({ [Int($0)] }) ?? Array(0...255) {
+                    words[code >> 6] |= 1 << UInt64(code & 63)
+                }
+            }
+        }
+        return bits
     }
 
     static func abiLimit(_ spec: TokenBucketSpec) -> icw_limit {

@@ -11,7 +11,12 @@ public struct FrameVerdict: Sendable, Codable, Equatable {
         case defaultAction = "default"
         case notICMP = "not-icmp"
         case skipped
+        /// An ICMP error leaving the host, judged by the egress limiter (see `detail` for what it did).
+        case egress
     }
+
+    /// What the egress limiter did, indexed by `enum icw_egress_outcome`.
+    public static let egressOutcomes = ["admitted", "exempt", "per-destination", "global", "disabled"]
 
     /// 1-based frame number, as tcpdump and Wireshark count.
     public var frame: Int
@@ -52,6 +57,8 @@ public struct FrameVerdict: Sendable, Codable, Equatable {
 public final class DatapathHarness {
     public let object: BPFObject
     public let program: BPFProgram
+    /// The tc egress program (ICMP errors this host generates).
+    public let egressProgram: BPFProgram
     public let maps: DatapathMaps
     public private(set) var ruleNames: [UInt32: String] = [0: "default"]
     private let clock: BPFMap
@@ -65,6 +72,7 @@ public final class DatapathHarness {
         let loaded = try bpf { () throws(BPFError) in try DatapathLoader.load(testMode: true) }
         object = loaded
         program = try bpf { () throws(BPFError) in try loaded.program(named: DatapathNames.program) }
+        egressProgram = try bpf { () throws(BPFError) in try loaded.program(named: DatapathNames.egressProgram) }
         maps = try bpf { () throws(BPFError) in try DatapathMaps(object: loaded) }
         clock = try bpf { () throws(BPFError) in try loaded.map(named: "icw_clock") }
         last = try bpf { () throws(BPFError) in try loaded.map(named: "icw_last") }
@@ -114,6 +122,24 @@ public final class DatapathHarness {
             family: record.family == 0 ? "ipv4" : "ipv6",
             type: record.type >= 0 ? Int(record.type) : nil,
             code: record.code >= 0 && record.type >= 0 ? Int(record.code) : nil,
+            xdpAction: run.returnValue)
+    }
+
+    /// Judges one Ethernet frame leaving the host (the tc egress program) at time `nanoseconds`. Frames that
+    /// are not well-formed ICMP errors come back as not-icmp: the limiter leaves them alone.
+    public func judgeEgress(_ frame: [UInt8], at nanoseconds: UInt64, number: Int = 1) throws(DataplaneError) -> FrameVerdict {
+        try bpf { () throws(BPFError) in try clock.update(UInt32(0), nanoseconds) }
+        let run = try bpf { () throws(BPFError) in try egressProgram.testRun(data: frame) }
+        let record = try bpf { () throws(BPFError) in try last.lookup(UInt32(0), as: icw_verdict_record.self) } ?? icw_verdict_record()
+        guard record.sequence != sequence else {
+            return FrameVerdict(frame: number, verdict: run.returnValue == 2 ? "drop" : "pass", reason: .notICMP, xdpAction: run.returnValue)
+        }
+        sequence = record.sequence
+        return FrameVerdict(
+            frame: number, verdict: record.verdict != 0 ? "drop" : "pass", reason: .egress,
+            family: record.family == 0 ? "ipv4" : "ipv6",
+            type: record.type >= 0 ? Int(record.type) : nil, code: record.code >= 0 ? Int(record.code) : nil,
+            detail: FrameVerdict.egressOutcomes[Int(record.guard) % FrameVerdict.egressOutcomes.count],
             xdpAction: run.returnValue)
     }
 

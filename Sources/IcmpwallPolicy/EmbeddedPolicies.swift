@@ -102,5 +102,14 @@ rules:
     action: limit
     limit: { rate: 50/s, burst: 100, per: global }
 
+# The ICMP errors this host itself sends (tc egress): UDP scans and BlackNurse-style traffic must not turn
+# the host into a reflector. The kernel's own limits (icmp_ratelimit, icmp_msgs_per_sec) stay in place;
+# see docs/egress.md for how the two combine.
+egress:
+  errors:
+    limit: { rate: 1000/s, burst: 200 }            # the whole host
+    per-destination: { rate: 20/s, burst: 20 }     # each /32 or /64: one noisy peer cannot use it all
+    exempt: [fragmentation-needed, packet-too-big] # path-MTU discovery is never throttled
+
 """#
 }

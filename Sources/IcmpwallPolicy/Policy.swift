@@ -126,6 +126,9 @@ public struct Policy: Sendable, Hashable {
     public var sha256Hex: String
     /// The file name as given to the loader (used in every diagnostic).
     public var fileName: String
+    /// Limits on the ICMP errors this host generates; nil when the policy has no `egress:` section (then
+    /// generated errors are counted, not limited).
+    public var egress: EgressPolicy?
 
     /// Creates a policy. Use ``PolicyLoader`` to get one from a file: it validates what this does not.
     public init(name: String, version: Int = 1, mode: PolicyMode = .enforce, defaultAction: RuleAction = .pass,

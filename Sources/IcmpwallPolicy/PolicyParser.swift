@@ -14,7 +14,7 @@ struct PolicyParser {
 
     typealias Field = (key: Node, value: Node)
 
-    static let topKeys = ["version", "name", "mode", "default", "allow-unsafe", "rules", "guards"]
+    static let topKeys = ["version", "name", "mode", "default", "allow-unsafe", "rules", "guards", "egress"]
     static let ruleKeys = ["name", "family", "from", "type", "code", "class", "action", "limit"]
     static let limitKeys = ["rate", "burst", "per", "ipv4-prefix", "ipv6-prefix", "backstop"]
     static let backstopKeys = ["rate", "burst"]
@@ -140,9 +140,16 @@ struct PolicyParser {
             guards = parseGuards(v.value)
         }
 
-        return Policy(name: name, version: version, mode: mode, defaultAction: defaultAction,
-                      defaultLocation: defaultLocation, allowUnsafe: allowUnsafe, rules: rules, guards: guards,
-                      sha256Hex: sha256Hex, fileName: file)
+        var egress: EgressPolicy?
+        if let v = top["egress"], !isNull(v.value) {
+            egress = parseEgress(v.value, key: v.key)
+        }
+
+        var policy = Policy(name: name, version: version, mode: mode, defaultAction: defaultAction,
+                            defaultLocation: defaultLocation, allowUnsafe: allowUnsafe, rules: rules, guards: guards,
+                            sha256Hex: sha256Hex, fileName: file)
+        policy.egress = egress
+        return policy
     }
 
     /// The file's base name without its last extension: `/etc/icmpwall/edge.yaml` -> `edge`.
@@ -638,7 +645,7 @@ struct PolicyParser {
         }
     }
 
-    private mutating func checkCapacity(_ spec: TokenBucketSpec, at node: Node, what: String) -> Bool {
+    mutating func checkCapacity(_ spec: TokenBucketSpec, at node: Node, what: String) -> Bool {
         let maximum = TokenBucketSpec.maxBurst(periodNanoseconds: spec.rate.periodNanoseconds)
         if spec.burst > maximum {
             error(node, "\(what) \(spec.burst) is too large for a rate per \(PolicyParser.periodName(spec.rate.periodNanoseconds)): burst × period in ns must not exceed 2^62, so the largest burst is \(maximum)")
@@ -648,7 +655,7 @@ struct PolicyParser {
     }
 
     /// `N/s`, `N/m`, `N/h` or `N/second`, `N/minute`, `N/hour`; 1 <= N <= 2^32.
-    private mutating func parseRate(_ node: Node) -> Rate? {
+    mutating func parseRate(_ node: Node) -> Rate? {
         guard let s = scalar(node, key: "rate") else { return nil }
         let parts = s.split(separator: "/", omittingEmptySubsequences: false).map { $0.trimmingSpaces() }
         let units: [String: UInt64] = ["s": Rate.second, "second": Rate.second, "m": Rate.minute, "minute": Rate.minute,
@@ -669,7 +676,7 @@ struct PolicyParser {
         return Rate(count: n, periodNanoseconds: period)
     }
 
-    private mutating func parseBurst(_ node: Node) -> UInt64? {
+    mutating func parseBurst(_ node: Node) -> UInt64? {
         guard let s = scalar(node, key: "burst") else { return nil }
         guard let n = PolicyParser.number(s), n >= 1 else {
             error(node, "invalid burst '\(s)': expected a whole number of packets, at least 1")

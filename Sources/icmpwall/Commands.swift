@@ -107,6 +107,7 @@ struct Status: ParsableCommand {
         for s in statuses {
             print("\(s.interface): \(s.enforcing ? "enforcing" : "NOT ENFORCING (link lost)") in \(s.mode) mode, program id \(s.programID.map(String.init) ?? "-"), link id \(s.linkID.map(String.init) ?? "-")")
             print("  policy \(s.policyName) sha256 \(s.policySHA256.prefix(16))…, \(s.ruleCount) rules, generation \(s.generation)")
+            print("  egress error limiter: \(s.egressProgramID.map { "tc clsact egress filter, program id \($0)" } ?? "NOT ATTACHED")")
             print("  attached \(s.attachedAt.map { formatter.string(from: $0) } ?? "-"), applied \(s.appliedAt.map { formatter.string(from: $0) } ?? "-"), pins \(s.pinDirectory)")
         }
     }

@@ -77,6 +77,7 @@ struct WatchReport: Encodable {
 enum StatsTable {
     struct Rate: Encodable {
         var interface: String
+        var direction: String
         var family: String
         var type: Int?
         var code: Int?
@@ -86,14 +87,14 @@ enum StatsTable {
         var dropped_mbps: Double
     }
 
-    static func key(_ r: TypeCounterRow) -> String { "\(r.interface)/\(r.family)/\(r.type ?? -1)/\(r.code ?? -1)/\(r.codes ?? "")" }
+    static func key(_ r: TypeCounterRow) -> String { "\(r.interface)/\(r.direction)/\(r.family)/\(r.type ?? -1)/\(r.code ?? -1)/\(r.codes ?? "")" }
 
     static func rates(_ current: CounterSnapshot, _ previous: CounterSnapshot, _ seconds: Double) -> [Rate] {
         let before = Dictionary(previous.counters.map { (key($0), $0) }, uniquingKeysWith: { a, _ in a })
         return current.counters.map { row in
             let old = before[key(row)]
             func d(_ a: UInt64, _ b: UInt64?) -> Double { Double(a &- (b ?? 0)) / seconds }
-            return Rate(interface: row.interface, family: row.family, type: row.type, code: row.code,
+            return Rate(interface: row.interface, direction: row.direction, family: row.family, type: row.type, code: row.code,
                         passed_pps: d(row.passed, old?.passed), dropped_pps: d(row.dropped, old?.dropped),
                         passed_mbps: d(row.passedBytes, old?.passedBytes) * 8 / 1e6,
                         dropped_mbps: d(row.droppedBytes, old?.droppedBytes) * 8 / 1e6)
@@ -117,7 +118,9 @@ enum StatsTable {
             + pad("DROPPED B", 14, right: true)
         if !rateByKey.isEmpty { header += pad("PASS/s", 11, right: true) + pad("DROP/s", 11, right: true) }
         lines.append(header)
-        for row in s.counters {
+        let ingress = s.counters.filter { $0.direction != "egress" }
+        let egress = s.counters.filter { $0.direction == "egress" }
+        for row in ingress {
             let type = row.type.map { t in row.typeName.map { "\($0) (\(t))" } ?? "\(t)" } ?? "(no header: fragment/truncated)"
             let code = row.code.map { c in row.codeName.map { "\($0) (\(c))" } ?? "\(c)" } ?? (row.codes.map { "codes \($0)" } ?? "-")
             var line = pad(row.interface, w) + pad(row.family, 8) + pad(type, 34) + pad(code, 26)
@@ -128,7 +131,18 @@ enum StatsTable {
             }
             lines.append(line)
         }
-        if s.counters.isEmpty { lines.append("(no ICMP seen yet)") }
+        if ingress.isEmpty { lines.append("(no ICMP seen yet)") }
+        if !egress.isEmpty {
+            lines.append("")
+            lines.append(pad("INTERFACE", w) + pad("EGRESS ERRORS", 8) + pad("TYPE", 34) + pad("CODE", 26)
+                + pad("GENERATED", 12, right: true) + pad("SUPPRESSED", 12, right: true))
+            for row in egress {
+                let type = row.type.map { t in row.typeName.map { "\($0) (\(t))" } ?? "\(t)" } ?? "-"
+                let code = row.code.map { c in row.codeName.map { "\($0) (\(c))" } ?? "\(c)" } ?? (row.codes.map { "codes \($0)" } ?? "-")
+                lines.append(pad(row.interface, w) + pad(row.family, 8) + pad(type, 34) + pad(code, 26)
+                    + pad("\(row.passed)", 12, right: true) + pad("\(row.dropped)", 12, right: true))
+            }
+        }
         lines.append("")
         lines.append(pad("INTERFACE", w) + pad("RULE", 40) + pad("MATCHED", 12, right: true) + pad("DROPPED", 12, right: true))
         for r in s.rules {

@@ -58,6 +58,7 @@ final class TemporaryDirectory {
 struct StatsJSON: Decodable {
     struct Row: Decodable {
         var interface: String
+        var direction: String
         var family: String
         var type: Int?
         var code: Int?
@@ -72,8 +73,8 @@ struct StatsJSON: Decodable {
     var rules: [RuleRow]
     var guards: [GuardRow]
 
-    func row(_ family: String, _ type: Int, _ code: Int = 0) -> Row? {
-        counters.first { $0.family == family && $0.type == type && $0.code == code }
+    func row(_ family: String, _ type: Int, _ code: Int = 0, direction: String = "ingress") -> Row? {
+        counters.first { $0.direction == direction && $0.family == family && $0.type == type && $0.code == code }
     }
     func rule(_ name: String) -> RuleRow? { rules.first { $0.name == name } }
 }
