@@ -7,9 +7,9 @@ export TMPDIR := $(CURDIR)/$(BUILD_DIR)/tmp
 SWIFT_FLAGS := --scratch-path $(BUILD_DIR)
 BIN := $(BUILD_DIR)/debug/icmpwall
 
-# Debian packages the build, the tests and the lab need.
+# Debian packages the build, the tests and the lab need (prometheus: promtool, for the agent's metrics tests).
 APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config iproute2 iputils-ping tcpdump \
-	nftables util-linux bpftool
+	nftables util-linux bpftool prometheus
 
 .PHONY: all deps build test lab bench clean
 
@@ -44,3 +44,4 @@ clean:
 bench: build
 	$(SWIFT) build $(SWIFT_FLAGS) --product icmpwall-bench
 	$(BUILD_DIR)/debug/icmpwall-bench --output BENCHMARKS.md
+

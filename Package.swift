@@ -12,6 +12,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The agent (`icmpwall agent`): lifecycle and signals, Prometheus exposition, a minimal HTTP/1.1 server.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     ],
     targets: [
         // libbpf from Debian's libbpf-dev.
@@ -51,9 +55,25 @@ let package = Package(
             ],
             plugins: ["EmbedBPF"]
         ),
+        // The agent: config file, attach/adopt, reload on SIGHUP and file change, re-attach, metrics, /healthz.
+        .target(
+            name: "IcmpwallAgent",
+            dependencies: [
+                "IcmpwallDataplane", "IcmpwallPolicy", "BPFKit", "CIcmpwallShim",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "icmpwall",
             dependencies: [
+                "IcmpwallAgent",
                 "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "CIcmpwallShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,6 +93,13 @@ let package = Package(
         .testTarget(
             name: "IcmpwallDataplaneTests",
             dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit", "CIcmpwallShim"]
+        ),
+        .testTarget(
+            name: "IcmpwallAgentTests",
+            dependencies: [
+                "IcmpwallAgent", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit",
+                .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "IcmpwallEndToEndTests",

@@ -38,6 +38,12 @@ int icw_packet_open(int ifindex, int receive)
 			close(fd);
 			return -e;
 		}
+		/* A receiver counts what arrives: our own transmissions would only fill its buffer (a flood sent
+		 * on the same interface would crowd out the replies), so the kernel leaves them out. A larger
+		 * buffer holds a burst of replies until the test reads them. */
+		int one = 1, size = 8 << 20;
+		setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
 	}
 	return fd;
 }
@@ -81,4 +87,12 @@ long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms)
 void icw_line_buffer_stdout(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+int icw_pin_thread_to_cpu(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
 }

@@ -130,9 +130,10 @@ public struct Dataplane: Sendable {
 
         let directory = pinDirectory(interface)
         do {
-            try BPFFS.makeDirectory(pinRoot)
-            try BPFFS.makeDirectory(directory)
-            try BPFFS.makeDirectory(mapsDirectory(interface))
+            // A concurrent last detach may rmdir the empty root between our mkdirs: try once more.
+            do { try BPFFS.makeDirectory(mapsDirectory(interface)) } catch where error.errno == ENOENT {
+                try BPFFS.makeDirectory(mapsDirectory(interface))
+            }
             for name in DatapathNames.pinnedMaps {
                 try object.map(named: name).pin(at: "\(mapsDirectory(interface))/\(name)")
             }
@@ -156,6 +157,7 @@ public struct Dataplane: Sendable {
     /// Replaces the policy running on `interface`, atomically.
     public func apply(interface: String, policy compiled: CompiledPolicy) throws(DataplaneError) -> InstallResult {
         try validateInterfaceName(interface)
+        try AgentOwnership.refuseIfManaged(interface: interface)  // an agent owns it: point to its policy file and SIGHUP
         guard isAttached(interface) else {
             throw .invalidInput("icmpwall is not attached to \(interface); run `icmpwall attach --interface \(interface) --policy FILE` first")
         }
@@ -183,9 +185,8 @@ public struct Dataplane: Sendable {
         }
         try bpf { () throws(BPFError) in try BPFFS.removeTree(directory) }
         // The last detach leaves no empty icmpwall folder behind either.
-        if (try? FileManager.default.contentsOfDirectory(atPath: pinRoot))?.isEmpty == true {
-            try? FileManager.default.removeItem(atPath: pinRoot)
-        }
+        // rmdir(2), not a recursive removal: if another attach just created its folder, the root stays.
+        _ = rmdir(pinRoot)
     }
 
     /// Interfaces with icmpwall pins.

@@ -74,7 +74,50 @@ public enum PolicyLoader {
 
     // MARK: - Internals
 
+    /// The deepest nesting a policy may use. Real policies need about six levels; Yams composes recursively,
+    /// so a document nested thousands of levels deep would overflow the stack before it could be refused.
+    public static let maxNesting = 64
+
+    /// Where `text` nests deeper than ``maxNesting`` (flow brackets, block indentation or `- ` items on one
+    /// line), judged by a cheap scan before YAML parsing; nil when it does not.
+    static func excessiveNesting(_ text: String) -> (line: Int, column: Int)? {
+        var depth = 0, line = 1
+        var quote: UInt8? = nil
+        var lineStart = true, indent = 0, dashes = 0, column = 0
+        for byte in text.utf8 {
+            column += 1
+            if byte == UInt8(ascii: "\n") {
+                line += 1; column = 0; lineStart = true; indent = 0; dashes = 0; quote = nil
+                continue
+            }
+            if let q = quote {
+                if byte == q { quote = nil }
+                continue
+            }
+            if lineStart {
+                if byte == UInt8(ascii: " ") { indent += 1; if indent / 2 > maxNesting { return (line, column) }; continue }
+                if byte == UInt8(ascii: "-") { dashes += 1; if dashes + indent / 2 > maxNesting { return (line, column) }; continue }
+                lineStart = false
+            }
+            switch byte {
+            case UInt8(ascii: "#"): quote = UInt8(ascii: "\n")  // a comment runs to the end of the line
+            case UInt8(ascii: "'"), UInt8(ascii: "\""): quote = byte
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxNesting { return (line, column) }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth = max(0, depth - 1)
+            default: break
+            }
+        }
+        return nil
+    }
+
     static func parse(validUTF8 text: String, sha256Hex: String, fileName: String) throws(PolicyError) -> (Policy, warnings: [PolicyDiagnostic]) {
+        if let (line, column) = excessiveNesting(text) {
+            throw PolicyError(diagnostics: [PolicyDiagnostic(
+                severity: .error, location: SourceLocation(file: fileName, line: line, column: column),
+                message: "the document nests deeper than \(maxNesting) levels here; a policy needs far fewer")])
+        }
         var parser = PolicyParser(file: fileName)
         let policy = parser.parseDocument(text, sha256Hex: sha256Hex)
         var errors = parser.diagnostics

@@ -13,7 +13,7 @@ struct Icmpwall: ParsableCommand {
         2 usage, 3 system or kernel failure.
         """,
         subcommands: [Check.self, Attach.self, Apply.self, Detach.self, Status.self, Stats.self, Replay.self,
-                      Lab.self, Version.self]
+                      Lab.self, Version.self, AgentCommand.self]
     )
 }
 

@@ -73,7 +73,7 @@ final class EndToEndTests {
         let link = try topology.ip(topology.serverNamespace, ["link", "show", topology.serverInterface]).stdout
         #expect(link.contains("xdp"), "the veth carries an XDP program: \(link)")
 
-        let status = try cli(topology, ["status", "--json"])
+        let status = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"])
         #expect(status.status == 0)
         #expect(status.stdout.contains("\"interface\":\"\(topology.serverInterface)\""))
         #expect(status.stdout.contains("\"policy_name\":\"e2e\""))
@@ -136,7 +136,7 @@ final class EndToEndTests {
         defer { _ = try? cli(topology, ["detach", "--interface", topology.serverInterface]) }
 
         #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", pass]).status == 0)
-        let before = try cli(topology, ["status", "--json"]).stdout
+        let before = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"]).stdout
 
         let ping = Process()
         ping.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -152,7 +152,7 @@ final class EndToEndTests {
         let rejected = try cli(topology, ["apply", "--interface", topology.serverInterface, bad])
         #expect(rejected.status == 1)
         #expect(rejected.stderr.contains("bad.yaml:4:11"), "rejection names file:line:column: \(rejected.stderr)")
-        let middle = try cli(topology, ["status", "--json"]).stdout
+        let middle = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"]).stdout
         #expect(middle.contains("\"policy_name\":\"e2e-drop-echo\""), "the rejected policy did not replace the running one")
         Thread.sleep(forTimeInterval: 0.6)
         #expect(try cli(topology, ["apply", "--interface", topology.serverInterface, "--policy", pass]).status == 0)
@@ -323,5 +323,90 @@ final class EndToEndTests {
         out.fileHandleForReading.readabilityHandler = nil
         #expect(process.terminationStatus == 130, "interrupted lab exits 130")
         #expect(try leftovers() == before, "Ctrl-C removed the lab's namespaces and pins")
+    }
+
+    @Test("egress: the server's port-unreachables are limited per destination; a quiet peer still gets all of its own")
+    func egressLimits() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwg"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        let policy = try dir.write("egress.yaml", """
+            version: 1
+            egress:
+              errors:
+                limit: { rate: 10000/s, burst: 10000 }
+                per-destination: { rate: 10/s, burst: 5 }
+            """)
+        defer { _ = try? cli(topology, ["detach", "--interface", topology.serverInterface]) }
+        // The kernel's own limits off inside the server's namespace only, so icmpwall's limits are what counts
+        // (icmp_msgs_per_sec is per namespace from 6.12; on older kernels it stays as it is).
+        for setting in ["net.ipv4.icmp_ratemask=0", "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=100000"] {
+            _ = try topology.run(in: topology.serverNamespace, ["sysctl", "-q", "-w", setting], check: false)
+        }
+        try topology.ip(topology.clientNamespace, ["addr", "add", "192.0.2.3/24", "dev", topology.clientInterface])
+        for address in ["192.0.2.1", "192.0.2.3"] {
+            try topology.ip(topology.serverNamespace, ["neigh", "replace", address, "lladdr", topology.clientMAC, "dev",
+                                                       topology.serverInterface, "nud", "permanent"])
+        }
+        let attach = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", policy])
+        #expect(attach.status == 0, "\(attach.stderr)")
+        let status = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"])
+        #expect(status.stdout.contains("\"egress_program_id\":"), "the egress filter is attached: \(status.stdout)")
+        let qdisc = try topology.run(in: topology.serverNamespace, ["tc", "filter", "show", "dev", topology.serverInterface, "egress"]).stdout
+        #expect(qdisc.contains("handle 0x1c3d") && qdisc.contains("icmpwall_tc_egr"), "tc shows icmpwall's egress filter: \(qdisc)")
+
+        let receiver = try topology.packetSocket(namespace: topology.clientNamespace, interface: topology.clientInterface, receive: true)
+        let sender = try topology.packetSocket(namespace: topology.clientNamespace, interface: topology.clientInterface, receive: false)
+        let client = MACAddress(parsing: topology.clientMAC)!, server = MACAddress(parsing: topology.serverMAC)!
+        func udp(from source: IPv4Address, port: UInt16) -> [UInt8] {
+            FrameBuilder.ipv4(IPv4Header(source: source, destination: "192.0.2.2"),
+                              .udp(UDPDatagram(sourcePort: port, destinationPort: 9, payload: Array(repeating: 7, count: 16))))
+                .addressed(from: client, to: server).padded().bytes
+        }
+        _ = try receiver.drain(quiet: 0.2)
+        for i in 0..<300 { try sender.send(udp(from: "192.0.2.1", port: UInt16(20000 + i))) }
+        for i in 0..<4 { try sender.send(udp(from: "192.0.2.3", port: UInt16(30000 + i))) }
+        let replies = try receiver.drain(quiet: 0.7).map(FrameSummary.init(parsing:)).filter { $0.icmpType == 3 && $0.icmpCode == 3 }
+        let noisy = replies.filter { $0.destination == "192.0.2.1" }.count
+        let quiet = replies.filter { $0.destination == "192.0.2.3" }.count
+        #expect(noisy >= 5 && noisy <= 40, "the noisy peer triggered 300 errors and got about its burst of 5 plus 10/s: \(noisy)")
+        #expect(quiet == 4, "the quiet peer got every error it caused: \(quiet); replies: \(replies.map(\.description))")
+
+        let s = try stats(topology)
+        let row = try #require(s.row("ipv4", 3, 3, direction: "egress"))
+        #expect(Int(row.passed) == noisy + quiet, "generated = what the client received")
+        #expect(row.dropped >= 250, "suppressed: \(row.dropped)")
+
+        #expect(try cli(topology, ["detach", "--interface", topology.serverInterface]).status == 0)
+        let after = try topology.run(in: topology.serverNamespace, ["tc", "qdisc", "show", "dev", topology.serverInterface]).stdout
+        #expect(!after.contains("clsact"), "detach removed the clsact qdisc it created: \(after)")
+    }
+
+    @Test("egress: attach and detach leave another tool's tc filter and its clsact qdisc alone")
+    func egressCoexists() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwt"))
+        defer { topology.destroy() }
+        // Another tool's tc filter on clsact ingress: a BPF classifier of its own handle and priority.
+        let other = try DatapathLoader.load(testMode: false)
+        let otherProgram = try other.program(named: DatapathNames.egressProgram)
+        let otherIndex = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> Int32 in
+            let index = try Interfaces.index(named: topology.serverInterface)
+            _ = try TC.attach(program: otherProgram, interfaceIndex: index, point: .ingress, handle: 7, priority: 7)
+            return index
+        }
+        let dir = try TemporaryDirectory()
+        let policy = try dir.write("p.yaml", passEcho)
+        #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", policy]).status == 0)
+        #expect(try cli(topology, ["detach", "--interface", topology.serverInterface]).status == 0)
+        let survivor = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> TCFilter? in
+            try TC.query(interfaceIndex: otherIndex, point: .ingress, handle: 7, priority: 7)
+        }
+        #expect(survivor != nil, "the other tool's filter survived")
+        let qdisc = try topology.run(in: topology.serverNamespace, ["tc", "qdisc", "show", "dev", topology.serverInterface]).stdout
+        #expect(qdisc.contains("clsact"), "its clsact qdisc survived")
+        let egress = try topology.run(in: topology.serverNamespace, ["tc", "filter", "show", "dev", topology.serverInterface, "egress"]).stdout
+        #expect(!egress.contains("icmpwall"), "icmpwall's own filter is gone")
     }
 }

@@ -10,6 +10,9 @@ int icw_setns_net(int fd);
 /* Line-buffers stdout (Swift 6 cannot touch the `stdout` global): progress shows through pipes. */
 void icw_line_buffer_stdout(void);
 
+/* Pins the calling thread to one CPU (CPU_SET is a macro Swift cannot call). 0 or -errno. */
+int icw_pin_thread_to_cpu(int cpu);
+
 /* The calling thread's kernel thread id (setns affects only the calling thread). */
 int icw_gettid(void);
 
