@@ -45,6 +45,7 @@ struct Attach: ParsableCommand {
 
     func run() throws {
         let compiled = try loadPolicy(policy)
+        try requirePrivileges(for: "attach", mount: !BPFFS.isMounted())
         let result = try Dataplane().attach(interface: interface, policy: compiled, mode: mode)
         print("attached to \(result.interface) in \(result.mode.rawValue) mode: policy \(compiled.policy.name) (\(compiled.policy.rules.count) rules, generation \(result.install.generation)), pins in \(result.pinDirectory)")
     }
@@ -69,6 +70,7 @@ struct Apply: ParsableCommand {
 
     func run() throws {
         let compiled = try loadPolicy(policyFile ?? policy)
+        try requirePrivileges(for: "apply")
         let result = try Dataplane().apply(interface: interface, policy: compiled)
         print("applied \(compiled.policy.name) to \(interface): generation \(result.generation), \(compiled.policy.rules.count) rules, \(result.decisionEntries) table entries")
     }
@@ -82,6 +84,7 @@ struct Detach: ParsableCommand {
     func validate() throws { try validateInterface(interface) }
 
     func run() throws {
+        try requirePrivileges(for: "detach")
         try Dataplane().detach(interface: interface)
         print("detached from \(interface)")
     }
@@ -94,6 +97,7 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "JSON output.") var json = false
 
     func run() throws {
+        try requirePrivileges(for: "status")
         let statuses = try Dataplane().status(interface: interface)
         if json {
             print(jsonLine(["attachments": statuses]))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BPFKit
 import Foundation
 import IcmpwallDataplane
 import IcmpwallPolicy
@@ -91,6 +92,17 @@ func jsonLine<T: Encodable>(_ value: T, pretty: Bool = false) -> String {
     encoder.dateEncodingStrategy = .iso8601
     guard let data = try? encoder.encode(value) else { return "{}" }
     return String(decoding: data, as: UTF8.self)
+}
+
+/// Refuses early, naming the missing capabilities, when the process cannot do what `command` needs
+/// (rather than failing later with a bare EPERM from the kernel). Exit code 3.
+func requirePrivileges(for command: String, mount: Bool = false) throws {
+    var needed: [Capability] = [.bpf, .netAdmin, .perfmon]
+    if mount { needed.append(.sysAdmin) }
+    let missing = Capabilities.missing(needed)
+    // CAP_SYS_ADMIN also grants what CAP_BPF and CAP_PERFMON grant (the kernel checks it as a fallback).
+    if missing.isEmpty || Capabilities.missing([.sysAdmin]).isEmpty && !missing.contains("CAP_NET_ADMIN") { return }
+    throw CLIError.system("\(command) needs \(needed.map(\.description).joined(separator: ", ")); this process lacks \(missing.joined(separator: ", ")) (run it as root, or grant the capabilities, e.g. with systemd's AmbientCapabilities=)")
 }
 
 /// Shared `--interface` validation.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BPFKit
 import CIcmpwallShim
 import Foundation
 import IcmpwallDataplane
@@ -40,6 +41,7 @@ struct Stats: ParsableCommand {
     }
 
     func run() throws {
+        try requirePrivileges(for: "stats")
         if interface == nil && Dataplane().attachedInterfaces().isEmpty {
             throw CLIError.invalid("icmpwall is not attached to any interface")
         }
@@ -172,6 +174,7 @@ struct Replay: ParsableCommand {
 
     func run() throws {
         let compiled = try loadPolicy(policy)
+        try requirePrivileges(for: "replay (it runs the real BPF program)")
         let summary = try IcmpwallDataplane.Replay.run(policy: compiled, capturePath: capture) { verdict in
             if json {
                 print(jsonLine(verdict))

@@ -198,6 +198,15 @@ final class EndToEndTests {
         r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--mode", "sideways"])
         #expect(r.status == 2)
 
+        // Without privileges: refused up front, naming the capabilities, exit 3; check still works for anyone.
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.url.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: good)
+        let unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+        r = try topology.run(in: topology.serverNamespace, unprivileged + [Binary.path, "attach", "--interface", topology.serverInterface, "--policy", good], check: false)
+        #expect(r.status == 3 && r.stderr.contains("CAP_BPF") && r.stderr.contains("lacks"), "\(r.status) \(r.stderr)")
+        r = try topology.run(in: topology.serverNamespace, unprivileged + [Binary.path, "check", good], check: false)
+        #expect(r.status == 0, "check needs no privileges: \(r.stderr)")
+
         #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good]).status == 0)
         r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good])
         #expect(r.status == 1 && r.stderr.contains("already attached"))
