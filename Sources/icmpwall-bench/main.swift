@@ -50,7 +50,7 @@ let tenRules = """
       - { name: pmtud-v6, type: packet-too-big, action: pass }
       - { name: ndp, family: ipv6, type: [neighbor-solicitation, neighbor-advertisement, router-solicitation, router-advertisement], action: pass }
       - { name: mld, type: [mld-query, mld-report, mld-done, mld2-report], action: pass }
-      - { name: mask, type: [address-mask-request, address-mask-reply], action: drop }
+      - { name: mask, type: [address-mask-request, address-mask-reply], action: limit, limit: { rate: 1/h, burst: 1 } }
       - { name: quench, type: source-quench, action: drop }
       - { name: redirects, type: redirect, action: drop }
       - { name: deprecated, class: deprecated, action: drop }
@@ -99,7 +99,8 @@ guard Capabilities.missing().isEmpty else { fail("needs root (missing \(Capabili
 let frames: [(String, [UInt8], String)] = [
     ("TCP SYN (not ICMP)", FrameBuilder.ipv4(IPv4Header(source: "203.0.113.5", destination: "192.0.2.2"), .tcp(.syn())).padded().bytes, "pass"),
     ("echo request, passed", FrameBuilder.icmpv4(.echoRequest(), from: "203.0.113.5", to: "192.0.2.2").bytes, "pass"),
-    ("address-mask reply, dropped", FrameBuilder.icmpv4(.addressMaskReply(), from: "203.0.113.5", to: "192.0.2.2").padded().bytes, "drop"),
+    ("source quench, dropped by a rule", FrameBuilder.icmpv4(.sourceQuench(quoting: IPv4Packet(header: IPv4Header(source: "192.0.2.2", destination: "203.0.113.5"), payload: .udp(UDPDatagram()))), from: "203.0.113.5", to: "192.0.2.2").bytes, "drop"),
+    ("address-mask reply, rate-limited (bucket empty)", FrameBuilder.icmpv4(.addressMaskReply(), from: "203.0.113.5", to: "192.0.2.2").padded().bytes, "drop"),
     ("ICMPv6 echo behind 2 extension headers", FrameBuilder.icmpv6(.echoRequest(), from: "2001:db8:ffff::5", to: "2001:db8::2",
                                                                    extensionHeaders: [.hopByHop(), .destinationOptions()]).bytes, "pass"),
 ]
@@ -121,6 +122,7 @@ do {
 // Sanity: the programs give the verdicts the table claims (a benchmark of the wrong path is worthless).
 for (label, bytes, expected) in frames {
     for (name, program) in [("10 rules", ten.program), ("1000 rules", thousand.program)] {
+        _ = try? program.testRun(data: bytes)  // a limited frame takes the bucket's one token first
         let action = (try? program.testRun(data: bytes).returnValue) ?? 0
         let got = action == 1 ? "drop" : action == 2 ? "pass" : "action \(action)"
         if got != expected { fail("\(label) with \(name): expected \(expected), got \(got)") }
