@@ -84,12 +84,23 @@ let package = Package(
             name: "icmpwall-bench",
             dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit"]
         ),
+        // Reference model of the policy semantics (pure Swift), frame and policy generators, differential runner.
+        .target(name: "IcmpwallModel", dependencies: ["IcmpwallPolicy", "IcmpwallFrames"]),
+        // `make fuzz`: 1,000,000+ generated frames through the real datapath and the model; policy fuzzing.
+        .executableTarget(
+            name: "icmpwall-fuzz",
+            dependencies: ["IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallCapture", "BPFKit"]
+        ),
         // Compiles bpf/*.bpf.c with clang -target bpf and embeds the object as Swift source.
         .plugin(name: "EmbedBPF", capability: .buildTool()),
 
         .testTarget(name: "IcmpwallPolicyTests", dependencies: ["IcmpwallPolicy"]),
         .testTarget(name: "IcmpwallFramesTests", dependencies: ["IcmpwallFrames", "IcmpwallCapture"]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(
+            name: "IcmpwallModelTests",
+            dependencies: ["IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit"]
+        ),
         .testTarget(
             name: "IcmpwallDataplaneTests",
             dependencies: ["IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "BPFKit", "CIcmpwallShim"]
