@@ -265,6 +265,10 @@ public enum AgentConfigParser {
 
     /// Reads a whole (small) file; a failure carries the errno text ("No such file or directory").
     static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
+        // The agent enforces what it reads: a config or policy file others could have written is refused.
+        if let reason = FileTrust.problem(with: path) {
+            return .failure(ReadFailure(text: "refusing to enforce this file: \(reason)"))
+        }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return .failure(ReadFailure(text: String(cString: strerror(errno)))) }
         defer { close(fd) }

@@ -44,7 +44,7 @@ struct Attach: ParsableCommand {
     func validate() throws { try validateInterface(interface) }
 
     func run() throws {
-        let compiled = try loadPolicy(policy)
+        let compiled = try loadPolicy(policy, enforcing: true)
         try requirePrivileges(for: "attach", mount: !BPFFS.isMounted())
         let result = try Dataplane().attach(interface: interface, policy: compiled, mode: mode)
         print("attached to \(result.interface) in \(result.mode.rawValue) mode: policy \(compiled.policy.name) (\(compiled.policy.rules.count) rules, generation \(result.install.generation)), pins in \(result.pinDirectory)")
@@ -69,7 +69,7 @@ struct Apply: ParsableCommand {
     }
 
     func run() throws {
-        let compiled = try loadPolicy(policyFile ?? policy)
+        let compiled = try loadPolicy(policyFile ?? policy, enforcing: true)
         try requirePrivileges(for: "apply")
         let result = try Dataplane().apply(interface: interface, policy: compiled)
         print("applied \(compiled.policy.name) to \(interface): generation \(result.generation), \(compiled.policy.rules.count) rules, \(result.decisionEntries) table entries")

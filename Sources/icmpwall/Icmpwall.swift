@@ -73,8 +73,12 @@ func printError(_ text: String) {
 }
 
 /// Loads and compiles a policy (the embedded edge-default when `path` is nil); prints warnings to stderr.
-func loadPolicy(_ path: String?, quiet: Bool = false) throws -> CompiledPolicy {
+/// `enforcing`: the policy is about to be enforced (attach, apply), so a file others could have written is refused.
+func loadPolicy(_ path: String?, quiet: Bool = false, enforcing: Bool = false) throws -> CompiledPolicy {
     let (policy, warnings): (Policy, [PolicyDiagnostic])
+    if let path, enforcing {
+        try FileTrust.requireTrusted(path)
+    }
     if let path {
         (policy, warnings) = try PolicyLoader.load(contentsOf: path)
     } else {

@@ -59,6 +59,8 @@ final class TemporaryDirectory {
     func write(_ name: String, _ text: String) throws -> String {
         let path = url.appending(path: name).path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
+        // Enforcing commands refuse files others could write: do not depend on the caller's umask.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         return path
     }
 }
@@ -83,6 +85,7 @@ final class ConfigMapFolder {
         let dir = "..2026_01_01_00_00_00.\(version)"
         try FileManager.default.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
         try text.write(toFile: "\(root)/\(dir)/policy.yaml", atomically: false, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: "\(root)/\(dir)/policy.yaml")
         try? FileManager.default.removeItem(atPath: "\(root)/..data_tmp")
         try FileManager.default.createSymbolicLink(atPath: "\(root)/..data_tmp", withDestinationPath: dir)
         guard rename("\(root)/..data_tmp", "\(root)/..data") == 0 else {

@@ -207,9 +207,23 @@ final class EndToEndTests {
         r = try topology.run(in: topology.serverNamespace, unprivileged + [Binary.path, "check", good], check: false)
         #expect(r.status == 0, "check needs no privileges: \(r.stderr)")
 
+        // A policy others could have written is never enforced (but check reads it).
+        let writable = try dir.write("writable.yaml", passEcho)
+        try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: writable)
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", writable])
+        #expect(r.status == 1 && r.stderr.contains("writable.yaml:1:1") && r.stderr.contains("writable by its group and by others"), "\(r.stderr)")
+        #expect(try cli(topology, ["check", writable]).status == 0)
+        let foreign = try dir.write("foreign.yaml", passEcho)
+        _ = chown(foreign, 65534, 65534)
+        r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", foreign])
+        #expect(r.status == 1 && r.stderr.contains("owned by uid 65534"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pins))
+
         #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good]).status == 0)
         r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good])
         #expect(r.status == 1 && r.stderr.contains("already attached"))
+        r = try cli(topology, ["apply", "--interface", topology.serverInterface, writable])
+        #expect(r.status == 1 && r.stderr.contains("writable by"), "apply refuses it too: \(r.stderr)")
         #expect(try cli(topology, ["detach", "--interface", topology.serverInterface]).status == 0)
 
         // Another tool's XDP program: icmpwall refuses and names it.

@@ -50,6 +50,8 @@ final class TemporaryDirectory {
     func write(_ name: String, _ text: String) throws -> String {
         let path = url.appending(path: name).path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
+        // Enforcing commands refuse files others could write: do not depend on the caller's umask.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         return path
     }
 }
