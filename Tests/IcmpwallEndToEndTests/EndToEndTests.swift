@@ -432,4 +432,23 @@ final class EndToEndTests {
         let egress = try topology.run(in: topology.serverNamespace, ["tc", "filter", "show", "dev", topology.serverInterface, "egress"]).stdout
         #expect(!egress.contains("icmpwall"), "icmpwall's own filter is gone")
     }
+
+    @Test("attach and detach work in a namespace whose loopback is down (no tool the CLI runs may hang)")
+    func loopbackDown() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let name = LabTopology.uniquePrefix("icwl")
+        let namespace = "\(name)-bare"
+        try Tool.run(["ip", "netns", "add", namespace])
+        defer { _ = try? Tool.run(["ip", "netns", "del", namespace], check: false) }
+        try Tool.run(["ip", "-n", namespace, "link", "add", "\(name)a", "type", "veth", "peer", "name", "\(name)b"])
+        try Tool.run(["ip", "-n", namespace, "link", "set", "\(name)a", "up"])
+        defer { try? FileManager.default.removeItem(atPath: "/sys/fs/bpf/icmpwall/\(name)a") }
+        let enter = ["nsenter", "--net=/run/netns/\(namespace)", Binary.path]
+        let attach = try Tool.run(enter + ["attach", "--interface", "\(name)a", "--mode", "generic"], timeout: 60, check: false)
+        #expect(attach.status == 0, "\(attach.stderr)")
+        let detach = try Tool.run(enter + ["detach", "--interface", "\(name)a"], timeout: 60, check: false)
+        #expect(detach.status == 0, "detach finished (it once hung waiting for `tc`): \(detach.stderr)")
+        let qdiscs = try Tool.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "show", "dev", "\(name)a"]).stdout
+        #expect(!qdiscs.contains("clsact"), "detach removed the clsact qdisc it created: \(qdiscs)")
+    }
 }
