@@ -11,7 +11,7 @@ BIN := $(BUILD_DIR)/debug/icmpwall
 APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config iproute2 iputils-ping tcpdump \
 	nftables util-linux bpftool prometheus
 
-.PHONY: all deps build test lab bench clean fuzz
+.PHONY: all deps build test lab bench clean fuzz test-kernels
 
 all: build
 
@@ -32,6 +32,24 @@ build: deps | $(TMPDIR)
 # The whole suite: unit tests, datapath tests through BPF_PROG_TEST_RUN, end-to-end tests in namespaces.
 test: build
 	ICMPWALL_BIN=$(CURDIR)/$(BIN) $(SWIFT) test $(SWIFT_FLAGS)
+
+# Kernel matrix: Debian 12's stock 6.1 and 6.12 kernels under QEMU (TCG), the same binary and test bundle inside
+# each guest (load of every program, the datapath suite; on 6.1 also the end-to-end suite). scripts/kernels/matrix.sh.
+test-kernels: build
+	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
+	BUILD_DIR=$(BUILD_DIR) ICMPWALL_BIN=$(CURDIR)/$(BIN) bash scripts/kernels/matrix.sh
+
+# Builds namespaces of its own, attaches edge-default to the "server", sends a realistic mix, reports.
+lab: build
+	$(BIN) lab
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+# Datapath cost against a parse-only baseline, as ratios from one run; writes BENCHMARKS.md.
+bench: build
+	$(SWIFT) build $(SWIFT_FLAGS) --product icmpwall-bench
+	$(BUILD_DIR)/debug/icmpwall-bench --output BENCHMARKS.md
 
 # Differential fuzzing (docs/reliability.md): FRAMES generated frames under generated policies through the real
 # datapath (BPF_PROG_TEST_RUN) and the reference model, then policy fuzzing. Release build; the differential part

@@ -258,32 +258,15 @@ public enum AgentConfigParser {
         return nil
     }
 
-    struct ReadFailure: Error, CustomStringConvertible {
-        var text: String
-        var description: String { text }
-    }
+    typealias ReadFailure = PolicyLoader.ReadFailure
 
-    /// Reads a whole (small) file; a failure carries the errno text ("No such file or directory").
+    /// Reads a whole (small) file with the policy loader's reader; a config or policy file others could have
+    /// written is refused, since the agent enforces what it reads.
     static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
-        // The agent enforces what it reads: a config or policy file others could have written is refused.
         if let reason = FileTrust.problem(with: path) {
             return .failure(ReadFailure(text: "refusing to enforce this file: \(reason)"))
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return .failure(ReadFailure(text: String(cString: strerror(errno)))) }
-        defer { close(fd) }
-        var out = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .failure(ReadFailure(text: String(cString: strerror(errno))))
-            }
-            if n == 0 { return .success(out) }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > PolicyLoader.maxFileSize { return .failure(ReadFailure(text: "larger than \(PolicyLoader.maxFileSize) bytes")) }
-        }
+        return PolicyLoader.readFile(path)
     }
 
     static func diag(_ file: String, _ line: Int, _ column: Int, _ message: String) -> PolicyDiagnostic {

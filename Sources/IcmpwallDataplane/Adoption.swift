@@ -92,26 +92,7 @@ extension Dataplane {
         }
         guard let program else { throw .system("no datapath program to re-attach to \(interface)") }
 
-        let modes: [XDPAttachMode] = switch request {
-        case .auto: [.native, .generic]
-        case .native: [.native]
-        case .generic: [.generic]
-        }
-        var link: BPFLink?
-        var gotMode = XDPAttachMode.generic
-        var lastError: BPFError?
-        for mode in modes {
-            do {
-                link = try XDP.attachLink(program: program, interfaceIndex: ifindex, mode: mode)
-                gotMode = mode
-                break
-            } catch {
-                lastError = error
-            }
-        }
-        guard let link else {
-            throw .bpf(lastError ?? BPFError(operation: "bpf_link_create", errno: EINVAL, context: "interface \(interface)"))
-        }
+        let (link, gotMode) = try attachXDP(program, interface: interface, ifindex: ifindex, request: request)
         // Pin the new link beside the old pin, then rename it over the old one: the link pin never goes missing.
         let staging = "\(pinDirectory(interface))/link_new"  // bpffs reserves names with dots
         try? BPFFS.unpin(staging, ignoreMissing: true)

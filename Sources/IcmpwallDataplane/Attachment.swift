@@ -89,31 +89,12 @@ public struct Dataplane: Sendable {
         }
         try bpf { () throws(BPFError) in try BPFFS.ensureMounted(at: (pinRoot as NSString).deletingLastPathComponent) }
 
-        let object = try bpf { () throws(BPFError) in try DatapathLoader.load(testMode: false) }
+        let object = try kernelChecked(.load) { () throws(BPFError) in try DatapathLoader.load(testMode: false) }
         let maps = try bpf { () throws(BPFError) in try DatapathMaps(object: object) }
         let install = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).install(compiled) }
         let program = try bpf { () throws(BPFError) in try object.program(named: DatapathNames.program) }
 
-        let modes: [XDPAttachMode] = switch request {
-        case .auto: [.native, .generic]
-        case .native: [.native]
-        case .generic: [.generic]
-        }
-        var link: BPFLink?
-        var lastError: BPFError?
-        var gotMode = XDPAttachMode.generic
-        for mode in modes {
-            do {
-                link = try XDP.attachLink(program: program, interfaceIndex: ifindex, mode: mode)
-                gotMode = mode
-                break
-            } catch {
-                lastError = error
-            }
-        }
-        guard let link else {
-            throw .bpf(lastError ?? BPFError(operation: "bpf_link_create", errno: EINVAL, context: "interface \(interface)"))
-        }
+        let (link, gotMode) = try attachXDP(program, interface: interface, ifindex: ifindex, request: request)
 
         // The egress error limiter: icmpwall's own tc filter (fixed handle and priority) on clsact egress.
         var createdClsact = false
@@ -125,7 +106,7 @@ public struct Dataplane: Sendable {
         } catch {
             Self.removeEgressFilter(interface: interface, ifindex: ifindex, removeClsact: createdClsact)
             link.detach()
-            throw .bpf(error)
+            throw KernelFeatures.explain(error, during: .tcAttach)
         }
 
         let directory = pinDirectory(interface)
@@ -240,6 +221,27 @@ public struct Dataplane: Sendable {
     }
 
     // MARK: - helpers
+
+    /// Creates the XDP link in the requested mode (`auto`: native, else generic). Shared by attach and the agent's
+    /// re-attach; a failure names the missing kernel feature when there is one.
+    func attachXDP(_ program: BPFProgram, interface: String, ifindex: Int32,
+                   request: AttachModeRequest) throws(DataplaneError) -> (BPFLink, XDPAttachMode) {
+        let modes: [XDPAttachMode] = switch request {
+        case .auto: [.native, .generic]
+        case .native: [.native]
+        case .generic: [.generic]
+        }
+        var lastError: BPFError?
+        for mode in modes {
+            do {
+                return (try XDP.attachLink(program: program, interfaceIndex: ifindex, mode: mode), mode)
+            } catch {
+                lastError = error
+            }
+        }
+        throw KernelFeatures.explain(lastError ?? BPFError(operation: "bpf_link_create", errno: EINVAL, context: "interface \(interface)"),
+                                     during: .xdpAttach)
+    }
 
     /// Removes icmpwall's egress filter, and the clsact qdisc when asked and no other filter uses it.
     static func removeEgressFilter(interface: String, ifindex: Int32, removeClsact: Bool) {

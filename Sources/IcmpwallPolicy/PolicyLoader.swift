@@ -154,7 +154,7 @@ public enum PolicyLoader {
 
     /// Reads a whole file with POSIX calls so a failure reports the errno text ("No such file or directory"),
     /// which is what an operator searches for.
-    static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
+    public static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return .failure(ReadFailure(errno: errno)) }
         defer { close(fd) }
@@ -175,10 +175,11 @@ public enum PolicyLoader {
         return .success(out)
     }
 
-    struct ReadFailure: Error, CustomStringConvertible {
-        var text: String
-        init(text: String) { self.text = text }
+    /// Why a file could not be read, as the operator should read it (the errno text, or the size limit).
+    public struct ReadFailure: Error, CustomStringConvertible, Sendable {
+        public var text: String
+        public init(text: String) { self.text = text }
         init(errno code: Int32) { text = String(cString: strerror(code)) }
-        var description: String { text }
+        public var description: String { text }
     }
 }

@@ -199,10 +199,3 @@ struct Replay: ParsableCommand {
         }
     }
 }
-
-struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the version.")
-    func run() throws {
-        print("icmpwall \(IcmpwallVersion.string) (datapath ABI \(IcmpwallVersion.abi))")
-    }
-}

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Kernel matrix (`make test-kernels`): boots Debian 12's stock kernels under QEMU with TCG (KVM is not usable on
+# these machines) and runs, inside each guest, the icmpwall binary and test bundle built on the host:
+#
+#   6.1  (linux-image-6.1.0-N-amd64, what most edge servers run): load of every program in the embedded datapath
+#        (`icmpwall version --kernel`, the verifier's reason on a refusal), the BPF_PROG_TEST_RUN datapath suite
+#        (IcmpwallDataplaneTests) and the end-to-end suite in namespaces (IcmpwallEndToEndTests: attach, ping and
+#        ping -6, stats --json exact, apply under traffic, detach, refusals, replay, the lab);
+#   6.12 (linux-image-6.12.N+deb12-amd64, bookworm-security): the load and the datapath suite.
+#
+# The host's own kernel is covered by `make test`. Usage:
+#
+#   scripts/kernels/matrix.sh [6.1] [6.12]        default: both
+#
+# Environment: BUILD_DIR (.build), ICMPWALL_BIN and TEST_BUNDLE (default: the debug build in BUILD_DIR),
+# KMATRIX_CACHE (BUILD_DIR/kernels: extracted kernel packages, logs), KMATRIX_GUEST_TIMEOUT (seconds per
+# guest), KMATRIX_NO_UPDATE=1 (skip apt-get update; for local re-runs with a fresh package list),
+# KMATRIX_SUITES (run only these of "load datapath e2e" on every kernel), KMATRIX_COMMAND (debugging: run this
+# shell command in each guest instead of the tests).
+#
+# Kernels are fetched with `apt-get download` and unpacked with `dpkg-deb -x` into the cache: nothing is installed
+# into /boot. Each guest boots a small busybox initramfs (scripts/kernels/init.sh) that loads 9p/virtio/overlay from
+# the kernel's own package, mounts the host's root read-only over 9p under a RAM overlay and a per-run work folder
+# read-write, and runs scripts/kernels/guest-run.sh. Each guest reports an exit code and a one-line summary; any
+# failure fails the step and names the kernel.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+
+BUILD_DIR=${BUILD_DIR:-.build}
+bin=${ICMPWALL_BIN:-$BUILD_DIR/debug/icmpwall}
+bundle=${TEST_BUNDLE:-$BUILD_DIR/debug/icmpwallPackageTests.xctest}
+cache=${KMATRIX_CACHE:-$BUILD_DIR/kernels}
+guest_timeout=${KMATRIX_GUEST_TIMEOUT:-}
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
+
+# What runs where, and which package is "the newest stock kernel" of each line.
+declare -A suites=([6.1]="load datapath e2e" [6.12]="load datapath")
+# Seconds each guest may take, boot to power-off (measured on a 2-core machine: 6.1 200 to 290, 6.12 60 to 90; a
+# machine busy with other builds made 6.1 take 360).
+declare -A timeout_of=([6.1]=480 [6.12]=240)
+declare -A package_pattern=([6.1]='^linux-image-6\.1\.0-[0-9]+-amd64$' [6.12]='^linux-image-6\.12\.[0-9]+\+deb12-amd64$')
+
+say() { echo "kernel matrix: $*"; }
+die() { echo "kernel matrix: error: $*" >&2; exit 1; }
+
+for k in "${kernels[@]}"; do
+	[ -n "${suites[$k]:-}" ] || die "unknown kernel line '$k' (known: ${!suites[*]})"
+	[ -z "${KMATRIX_SUITES:-}" ] || suites[$k]=$KMATRIX_SUITES
+done
+[ "$(id -u)" -eq 0 ] || die "needs root (apt-get, and the guests run privileged tests)"
+[ -n "${KMATRIX_COMMAND:-}" ] || [ -x "$bin" ] || die "no icmpwall binary at $bin: run \`make build\` first (make test-kernels does)"
+[ -n "${KMATRIX_COMMAND:-}" ] || [ -x "$bundle" ] || die "no test bundle at $bundle: run \`swift build --build-tests\` first (make test-kernels does)"
+bin=$(realpath -m "$bin")
+bundle=$(realpath -m "$bundle")
+mkdir -p "$cache"
+cache=$(realpath "$cache")
+
+# One matrix at a time per cache (kernels are fetched into it); then what a killed run left behind can go.
+exec 9> "$cache/.lock"
+flock -w 900 9 || die "another kernel matrix has held $cache/.lock for 15 minutes"
+rm -rf "$cache"/tmp.* "$cache"/linux-image-*.tmp
+
+started=$(date +%s)
+work=$(mktemp -d "$cache/tmp.XXXXXX")
+qemu_pid=
+cleanup() {
+	# An interrupted run: stop the guest (timeout passes TERM on to QEMU; QEMU's own pid file for the rest).
+	if [ -n "$qemu_pid" ]; then kill -TERM "$qemu_pid" 2>/dev/null || true; fi
+	for f in "$work"/run-*/qemu.pid; do
+		[ -f "$f" ] && kill -9 "$(cat "$f" 2>/dev/null)" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools -----------------------------------------------------------------------------------------------------
+apt_get() { timeout -k 10 300 apt-get -o DPkg::Lock::Timeout=120 -o APT::Sandbox::User=root "$@"; }
+
+if [ "${KMATRIX_NO_UPDATE:-0}" != 1 ]; then
+	# The kernel packages are resolved from the package lists: they must be fresh (old security builds leave
+	# the mirror). Another apt may hold the lists lock for a moment: retry a few times.
+	for attempt in 1 2 3; do
+		if timeout -k 10 120 apt-get update -qq > "$work/apt-update.log" 2>&1; then break; fi
+		[ "$attempt" -lt 3 ] || { cat "$work/apt-update.log" >&2; die "apt-get update failed"; }
+		sleep 10
+	done
+fi
+missing=()
+for p in qemu-system-x86 busybox-static xz-utils zstd kmod; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends "${missing[@]}" > "$work/apt-install.log" 2>&1 \
+		|| { cat "$work/apt-install.log" >&2; die "apt-get install ${missing[*]} failed"; }
+fi
+busybox=/bin/busybox  # busybox-static's: the initramfs has no libc
+[ -x "$busybox" ] || die "busybox-static did not install $busybox"
+
+# --- kernels: newest stock package of each line, unpacked into the cache -------------------------------------
+# Sets kdir (the unpacked package), krel (its release, uname -r), kpkg, kver.
+fetch_kernel() {
+	local line=$1
+	kpkg=$(apt-cache search --names-only "${package_pattern[$line]}" | awk '{print $1}' | sort -V | tail -1)
+	[ -n "$kpkg" ] || die "no package matches ${package_pattern[$line]} (is bookworm-security in the apt sources?)"
+	kver=$(apt-cache show --no-all-versions "$kpkg" | awk '/^Version:/ {print $2; exit}')
+	kdir="$cache/$kpkg"
+	if [ "$(cat "$kdir/.version" 2>/dev/null)" != "$kver" ] || ! ls "$kdir"/boot/vmlinuz-* > /dev/null 2>&1; then
+		say "fetching $kpkg $kver"
+		rm -rf "$kdir" "$work/dl"
+		mkdir -p "$work/dl"
+		(cd "$work/dl" && apt_get download -qq "$kpkg=$kver" > "$work/apt-download.log" 2>&1) \
+			|| { cat "$work/apt-download.log" >&2; die "apt-get download $kpkg=$kver failed"; }
+		mkdir -p "$kdir.tmp"
+		dpkg-deb -x "$work"/dl/*.deb "$kdir.tmp"
+		rm -rf "$work/dl"
+		# The package leaves modules.dep to its postinst: make it here (also what the guest's modprobe reads).
+		local rel
+		rel=$(ls "$kdir.tmp/lib/modules" | head -1)
+		depmod -b "$kdir.tmp" -F "$kdir.tmp/boot/System.map-$rel" "$rel" || die "depmod for $rel failed"
+		echo "$kver" > "$kdir.tmp/.version"
+		mv "$kdir.tmp" "$kdir"
+	fi
+	krel=$(ls "$kdir/lib/modules" | head -1)
+	[ -n "$krel" ] && [ -f "$kdir/boot/vmlinuz-$krel" ] || die "unexpected layout in $kdir"
+}
+
+# --- initramfs: busybox, scripts/kernels/init.sh, and the modules needed to reach the host's root ---------------
+# The closure of virtio_pci, 9pnet_virtio, 9p and overlay over modules.dep, dependencies first, decompressed
+# (busybox insmod reads plain .ko files); built-ins are skipped.
+build_initramfs() {
+	local moddir="$kdir/lib/modules/$krel" stage="$work/initramfs-$krel" out=$1 n=0
+	declare -A seen=()
+	local order=()
+	module_path() {
+		awk -F: -v want="$1" '{ b = $1; sub(/.*\//, "", b); sub(/\.ko(\.xz|\.zst|\.gz)?$/, "", b); gsub(/-/, "_", b);
+			if (b == want) { print $1; exit } }' "$moddir/modules.dep"
+	}
+	add_module() {
+		local path=$1 d
+		[ -z "${seen[$path]:-}" ] || return 0
+		seen[$path]=1
+		for d in $(awk -F: -v p="$path" '$1 == p { print $2; exit }' "$moddir/modules.dep"); do add_module "$d"; done
+		order+=("$path")
+	}
+	rm -rf "$stage"
+	mkdir -p "$stage/bin" "$stage/modules"
+	for m in virtio_pci 9pnet_virtio 9p overlay; do
+		local p
+		p=$(module_path "$m")
+		if [ -z "$p" ]; then
+			grep -qE "/$m\.ko$" "$moddir/modules.builtin" || die "$krel has no module $m (and it is not built in)"
+			continue
+		fi
+		add_module "$p"
+	done
+	for p in "${order[@]}"; do
+		n=$((n + 1))
+		local name
+		name=$(printf '%02d-%s' "$n" "$(basename "$p" | sed -E 's/\.(xz|zst|gz)$//')")
+		case "$p" in
+		*.xz) xz -dc "$moddir/$p" > "$stage/modules/$name" ;;
+		*.zst) zstd -qdc "$moddir/$p" > "$stage/modules/$name" ;;
+		*.gz) gzip -dc "$moddir/$p" > "$stage/modules/$name" ;;
+		*) cp "$moddir/$p" "$stage/modules/$name" ;;
+		esac
+		echo "$name" >> "$stage/modules/order"
+	done
+	touch "$stage/modules/order"
+	cp "$busybox" "$stage/bin/busybox"
+	cp "$here/init.sh" "$stage/init"
+	chmod 755 "$stage/init" "$stage/bin/busybox"
+	(cd "$stage" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1 > "$out")
+	rm -rf "$stage"
+}
+
+# --- one guest ---------------------------------------------------------------------------------------------------
+declare -A result_line=()
+failed=()
+
+run_guest() {
+	local line=$1 run="$work/run-$1" t0 rc qemu_rc summary cmdline
+	local guest_timeout=${guest_timeout:-${timeout_of[$line]}}
+	fetch_kernel "$line"
+	mkdir -p "$run" "$cache/logs"
+	build_initramfs "$work/initramfs-$line.gz"
+	cat > "$run/cmd.sh" <<-EOF
+		export KMATRIX_KERNEL='$krel' KMATRIX_SUITES='${suites[$line]}' KMATRIX_OUT=/kmatrix
+		export KMATRIX_MODULES='$kdir/lib/modules/$krel' ICMPWALL_BIN='$bin' TEST_BUNDLE='$bundle'
+		export KMATRIX_BUDGET=$((guest_timeout - 40))
+		exec /bin/bash '$here/guest-run.sh'
+	EOF
+	if [ -n "${KMATRIX_COMMAND:-}" ]; then
+		printf 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin\nmkdir -p "/lib/modules/$(uname -r)" && mount --bind "%s" "/lib/modules/$(uname -r)"\nexec /bin/bash /kmatrix/command.sh\n' \
+			"$kdir/lib/modules/$krel" > "$run/cmd.sh"
+		printf '%s\n' "$KMATRIX_COMMAND" > "$run/command.sh"
+	fi
+	say "booting $krel ($kpkg $kver) under QEMU/TCG: ${suites[$line]}"
+	cmdline="console=ttyS0,115200 panic=-1 loglevel=4 mitigations=off quiet"
+	t0=$(date +%s)
+	set +e
+	timeout -k 10 "$guest_timeout" qemu-system-x86_64 \
+		-accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+		-nodefaults -no-user-config -display none -no-reboot -pidfile "$run/qemu.pid" \
+		-chardev "file,id=console,path=$run/console.log" -serial chardev:console \
+		-kernel "$kdir/boot/vmlinuz-$krel" -initrd "$work/initramfs-$line.gz" -append "$cmdline" \
+		-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
+		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+		-fsdev "local,id=work,path=$run,security_model=none,multidevs=remap" \
+		-device virtio-9p-pci,fsdev=work,mount_tag=work \
+		< /dev/null > "$run/qemu.log" 2>&1 &
+	qemu_pid=$!
+	wait "$qemu_pid"
+	qemu_rc=$?
+	qemu_pid=
+	set -e
+	local seconds=$(( $(date +%s) - t0 ))
+	cp "$run/console.log" "$cache/logs/$krel.console.log" 2>/dev/null || true
+
+	rc=$(cat "$run/rc" 2>/dev/null || sed -n 's/.*KMATRIX-EXIT \([0-9]*\).*/\1/p' "$run/console.log" 2>/dev/null | tail -1)
+	summary=$(cat "$run/summary" 2>/dev/null || true)
+	if [ -z "$rc" ]; then
+		if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
+			summary="$krel: FAIL: no result: the guest did not finish within $guest_timeout s"
+		else
+			summary="$krel: FAIL: no result: QEMU exited $qemu_rc without the guest reporting (boot failure or crash)"
+		fi
+		rc=255
+	elif [ -z "$summary" ]; then
+		summary="$krel: FAIL: the guest exited $rc before writing its summary"
+	fi
+	result_line[$line]="$summary (${seconds} s)"
+	if [ "$rc" != 0 ]; then
+		failed+=("$line")
+		say "FAILED on kernel $krel ($kpkg $kver), exit $rc: $summary"
+		if [ -s "$run/failures" ]; then
+			sed 's/^/  | /' "$run/failures"
+		fi
+		echo "  | last console lines ($cache/logs/$krel.console.log has all of it):"
+		grep -v '^\s*$' "$run/console.log" 2>/dev/null | tail -15 | sed 's/^/  | /'
+		[ -s "$run/qemu.log" ] && sed 's/^/  | qemu: /' "$run/qemu.log" | tail -5
+	else
+		say "$summary (${seconds} s)"
+	fi
+	rm -rf "$run" "$work/initramfs-$line.gz"
+}
+
+for line in "${kernels[@]}"; do
+	run_guest "$line"
+done
+
+# Keep only the newest kernel of each line: older ABIs would pile up in the cache.
+wanted=$(for line in "${!package_pattern[@]}"; do apt-cache search --names-only "${package_pattern[$line]}" | awk '{print $1}' | sort -V | tail -1; done)
+for d in "$cache"/linux-image-*; do
+	[ -d "$d" ] || continue
+	grep -qxF "$(basename "$d")" <<<"$wanted" || rm -rf "$d"
+done
+
+elapsed=$(( $(date +%s) - started ))
+echo
+say "summary (host kernel $(uname -r): covered by make test)"
+for line in "${kernels[@]}"; do echo "  ${result_line[$line]}"; done
+if [ ${#failed[@]} -gt 0 ]; then
+	say "FAILED on ${failed[*]} after ${elapsed} s"
+	exit 1
+fi
+say "all kernels passed in ${elapsed} s"
