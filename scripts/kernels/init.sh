@@ -63,6 +63,17 @@ mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
 mount -t tmpfs -o mode=755 tmpfs /newroot/run
 mount -t tracefs tracefs /newroot/sys/kernel/tracing 2>/dev/null
 
+# The repository at its own path, read-only over 9p with a RAM overlay (writes stay in the guest): a checkout
+# under /tmp or /run is hidden by the tmpfs mounted there above.
+repo=$(sed -n 's/.*kmatrix\.repo=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$repo" ]; then
+	mkdir -p /repo-lower /rw/repo-upper /rw/repo-work "/newroot$repo"
+	if ! mount -t 9p -o "$opts,ro,cache=loose" repo /repo-lower ||
+	   ! mount -t overlay overlay -o lowerdir=/repo-lower,upperdir=/rw/repo-upper,workdir=/rw/repo-work "/newroot$repo"; then
+		say "cannot mount the repository $repo over 9p"
+	fi
+fi
+
 # Modules the kernel asks for on demand (veth, sch_ingress, cls_bpf …) come from the guest kernel's package,
 # which the command bind-mounts at /lib/modules/$(uname -r) in the new root. The kernel runs its modprobe helper
 # from whichever root its threads see, so /kmodprobe exists in both and ends in the new root's modprobe.

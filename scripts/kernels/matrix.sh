@@ -201,7 +201,9 @@ run_guest() {
 		printf '%s\n' "$KMATRIX_COMMAND" > "$run/command.sh"
 	fi
 	say "booting $krel ($kpkg $kver) under QEMU/TCG: ${suites[$line]}"
-	cmdline="console=ttyS0,115200 panic=-1 loglevel=4 mitigations=off quiet"
+	# kmatrix.repo: the repository is also shared on its own (tag "repo"), since a checkout under /tmp or /run
+	# would be hidden by the tmpfs the guest mounts there.
+	cmdline="console=ttyS0,115200 panic=-1 loglevel=4 mitigations=off quiet kmatrix.repo=$repo"
 	t0=$(date +%s)
 	set +e
 	timeout -k 10 "$guest_timeout" qemu-system-x86_64 \
@@ -213,6 +215,8 @@ run_guest() {
 		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
 		-fsdev "local,id=work,path=$run,security_model=none,multidevs=remap" \
 		-device virtio-9p-pci,fsdev=work,mount_tag=work \
+		-fsdev "local,id=repo,path=$repo,security_model=none,readonly=on,multidevs=remap" \
+		-device virtio-9p-pci,fsdev=repo,mount_tag=repo \
 		< /dev/null > "$run/qemu.log" 2>&1 &
 	qemu_pid=$!
 	wait "$qemu_pid"
