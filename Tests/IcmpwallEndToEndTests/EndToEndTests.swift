@@ -451,4 +451,68 @@ final class EndToEndTests {
         let qdiscs = try Tool.run(["ip", "netns", "exec", namespace, "tc", "qdisc", "show", "dev", "\(name)a"]).stdout
         #expect(!qdiscs.contains("clsact"), "detach removed the clsact qdisc it created: \(qdiscs)")
     }
+
+    @Test("kill -9 in the middle of apply, 100 times under traffic: the datapath runs exactly the old or the new policy")
+    func killDuringApply() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwk"))
+        defer { topology.destroy() }
+        let dir = try TemporaryDirectory()
+        // Two policies that disagree on two messages, padded with per-source rules so an apply takes long enough to
+        // be killed part-way (writing thousands of map entries).
+        func policy(_ name: String, echo: String, mask: String, filler: Int) -> String {
+            var text = "version: 1\nname: \(name)\nrules:\n"
+            text += "  - { name: echo, type: echo-request, action: \(echo) }\n"
+            text += "  - { name: mask, type: address-mask-reply, action: \(mask) }\n"
+            for i in 0..<1500 {
+                text += "  - { name: f\(i), from: [198.18.\(filler + i / 250).\(i % 250 + 1)/32], type: timestamp-request, action: drop }\n"
+            }
+            return text
+        }
+        let a = try dir.write("a.yaml", policy("policy-a", echo: "drop", mask: "pass", filler: 0))
+        let b = try dir.write("b.yaml", policy("policy-b", echo: "pass", mask: "drop", filler: 10))
+        defer { _ = try? cli(topology, ["detach", "--interface", topology.serverInterface]) }
+        #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", a]).status == 0)
+
+        let receiver = try topology.packetSocket(namespace: topology.serverNamespace, interface: topology.serverInterface, receive: true)
+        let sender = try topology.packetSocket(namespace: topology.clientNamespace, interface: topology.clientInterface, receive: false)
+        let client = MACAddress(parsing: topology.clientMAC)!, server = MACAddress(parsing: topology.serverMAC)!
+        let echo = FrameBuilder.icmpv4(.echoRequest(identifier: 77), from: "192.0.2.1", to: "192.0.2.2").addressed(from: client, to: server).bytes
+        let mask = FrameBuilder.icmpv4(.addressMaskReply(), from: "192.0.2.1", to: "192.0.2.2").addressed(from: client, to: server).padded().bytes
+
+        /// What the datapath does now: (echo passed, mask passed).
+        func behaviour() throws -> (Bool, Bool) {
+            _ = try receiver.drain(quiet: 0.05, maxSeconds: 1)
+            try sender.send(echo)
+            try sender.send(mask)
+            let seen = try receiver.drain(quiet: 0.15, maxSeconds: 2).map(FrameSummary.init(parsing:))
+            return (seen.contains { $0.icmpType == 8 }, seen.contains { $0.icmpType == 18 })
+        }
+        #expect(try behaviour() == (false, true), "policy A: echo dropped, mask passed")
+
+        var killed = 0, outcomes: [String: Int] = [:]
+        for round in 0..<100 {
+            let target = round % 2 == 0 ? b : a
+            var pid = pid_t()
+            let argv: [UnsafeMutablePointer<CChar>?] = ["nsenter", "--net=/run/netns/\(topology.serverNamespace)", Binary.path,
+                                                        "apply", "--interface", topology.serverInterface, target].map { (s: String) in strdup(s) } + [nil]
+            defer { argv.forEach { free($0) } }
+            #expect(posix_spawnp(&pid, "nsenter", nil, nil, argv, nil) == 0)
+            usleep(UInt32.random(in: 20_000...400_000))
+            if kill(pid, SIGKILL) == 0 { killed += 1 }
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            let (echoPassed, maskPassed) = try behaviour()
+            #expect(echoPassed != maskPassed, "round \(round): a mix of policies (echo passed \(echoPassed), mask passed \(maskPassed))")
+            outcomes[echoPassed ? "b" : "a", default: 0] += 1
+            // Whatever a killed apply left behind, the next apply still works from it.
+        }
+        #expect(killed > 50, "most applies were killed part-way: \(killed)")
+        #expect(try cli(topology, ["apply", "--interface", topology.serverInterface, b]).status == 0)
+        #expect(try behaviour() == (true, false), "a complete apply after 100 killed ones runs policy B")
+        let status = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"]).stdout
+        #expect(status.contains("\"policy_name\":\"policy-b\""), "\(status)")
+        // Both outcomes happened: kills landed before and after the switch.
+        #expect(outcomes["a", default: 0] > 0 && outcomes["b", default: 0] > 0, "\(outcomes)")
+    }
 }

@@ -68,7 +68,7 @@ run_suite() {
 		return
 	fi
 	log "$name: $TEST_BUNDLE --testing-library swift-testing --filter $filter"
-	NO_COLOR=1 timeout -k 10 "$step_timeout" "$TEST_BUNDLE" --testing-library swift-testing --filter "$filter" 2>&1 \
+	NO_COLOR=1 timeout -k 10 "$step_timeout" "$TEST_BUNDLE" --testing-library swift-testing --filter "$filter" ${SKIP:+--skip "$SKIP"} 2>&1 \
 		| sed 's/\x1b\[[0-9;]*m//g' > "$logfile"
 	rc=${PIPESTATUS[0]}
 	cat "$logfile"
@@ -89,7 +89,9 @@ run_suite() {
 }
 
 has datapath && run_suite datapath IcmpwallDataplaneTests
-has e2e && run_suite end-to-end IcmpwallEndToEndTests
+# killDuringApply (100 killed applies of 1,500-rule policies) is about the control plane, not the kernel, and
+# would take minutes under emulation: the host runs it.
+has e2e && SKIP=killDuringApply run_suite end-to-end IcmpwallEndToEndTests
 
 # --- leftovers: the suites clean up after themselves ----------------------------------------------------------
 if has e2e; then
