@@ -89,7 +89,12 @@ let package = Package(
         // `make fuzz`: 1,000,000+ generated frames through the real datapath and the model; policy fuzzing.
         .executableTarget(
             name: "icmpwall-fuzz",
-            dependencies: ["IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallCapture", "BPFKit"]
+            dependencies: ["IcmpwallDifferential", "IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallCapture", "BPFKit"]
+        ),
+        // The real datapath behind the differential runner, and reproducer files (make fuzz and the test slice).
+        .target(
+            name: "IcmpwallDifferential",
+            dependencies: ["IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallCapture"]
         ),
         // Compiles bpf/*.bpf.c with clang -target bpf and embeds the object as Swift source.
         .plugin(name: "EmbedBPF", capability: .buildTool()),
@@ -99,7 +104,7 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(
             name: "IcmpwallModelTests",
-            dependencies: ["IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit"]
+            dependencies: ["IcmpwallDifferential", "IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit"]
         ),
         .testTarget(
             name: "IcmpwallDataplaneTests",

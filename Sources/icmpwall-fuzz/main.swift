@@ -14,6 +14,7 @@ import BPFKit
 import Foundation
 import IcmpwallCapture
 import IcmpwallDataplane
+import IcmpwallDifferential
 import IcmpwallModel
 import IcmpwallPolicy
 
@@ -85,35 +86,7 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// DatapathHarness behind the runner's protocol.
-final class BPFDatapath: DatapathUnderTest {
-    let harness: DatapathHarness
-    init(_ compiled: CompiledPolicy) throws { harness = try DatapathHarness(policy: compiled) }
-    func apply(_ compiled: CompiledPolicy) throws { try harness.apply(compiled) }
-    func judge(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict {
-        let v = try harness.judge(frame, at: nanoseconds)
-        return ModelVerdict(verdict: v.verdict, reason: ModelVerdict.Reason(rawValue: v.reason.rawValue) ?? .skipped,
-                            rule: v.rule, guardName: v.guardName, family: v.family, type: v.type, code: v.code,
-                            xdpAction: v.xdpAction)
-    }
-}
 
-/// Writes NAME.pcap (timestamps = the injected clock), NAME.yaml and NAME.txt under `directory`; when the
-/// failure needs earlier policies, one pcap and yaml per step (NAME-stepN.pcap/.yaml).
-func writeReproducer(_ r: Reproducer, directory: String) throws -> [String] {
-    let base = URL(fileURLWithPath: directory).appending(path: "\(r.kind.rawValue)-\(r.name)").path
-    var paths = [String]()
-    for (n, segment) in r.segments.enumerated() {
-        let stem = r.segments.count == 1 ? base : "\(base)-step\(n + 1)"
-        let writer = try CaptureWriter(path: stem + ".pcap")
-        for f in segment.frames { try writer.write(bytes: f.bytes, timestampNanoseconds: f.time) }
-        try writer.close()
-        try segment.spec.yaml.write(toFile: stem + ".yaml", atomically: true, encoding: .utf8)
-        paths += [stem + ".pcap", stem + ".yaml"]
-    }
-    try r.report.write(toFile: base + ".txt", atomically: true, encoding: .utf8)
-    return paths + [base + ".txt"]
-}
 
 /// The differential run; false when it found failures.
 func differential(_ options: Options) throws -> Bool {

@@ -1,3 +1,4 @@
+import IcmpwallDifferential
 import Foundation
 import IcmpwallFrames
 import IcmpwallModel

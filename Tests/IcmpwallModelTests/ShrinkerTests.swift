@@ -1,3 +1,4 @@
+import IcmpwallDifferential
 import IcmpwallModel
 import IcmpwallPolicy
 import Testing
