@@ -49,6 +49,9 @@ public final class Agent: @unchecked Sendable {
         /// The sha256 of the policy installed by this agent (nil until it installs or adopts one).
         var installedSHA: String?
         var lastError = ""
+        /// The link and maps, held open while this agent enforces the interface: removing the pins then neither
+        /// detaches the program nor loses the maps, and the agent pins them again.
+        var held: HeldAttachment?
     }
 
     private var policies: [String?: PolicyState] = [:]
@@ -136,8 +139,10 @@ public final class Agent: @unchecked Sendable {
     private func ensure(_ index: Int, starting: Bool) throws(DataplaneError) {
         let c = interfaces[index].config
         guard let policy = policies[c.policy]?.compiled else { return }
-        let health = dataplane.health(interface: c.name)
         var meta: Logger.Metadata = ["interface": "\(c.name)"]
+        try checkHeld(index)
+        defer { holdIfNeeded(index) }
+        let health = dataplane.health(interface: c.name)
         switch health {
         case .absent:
             guard (try? Interfaces.index(named: c.name)) != nil else {
@@ -164,7 +169,23 @@ public final class Agent: @unchecked Sendable {
             try installIfNeeded(index, policy, reason: "re-attach")
         case .enforcing:
             if interfaces[index].installedSHA == nil {
-                try checkABI(c.name)
+                if dataplane.pinsNeedUpgrade(interface: c.name) {
+                    let u = try dataplane.upgrade(interface: c.name, policy: policy)
+                    interfaces[index].installedSHA = policy.policy.sha256Hex
+                    meta["from_abi"] = "\(u.fromABI)"
+                    meta["to_abi"] = "\(u.toABI)"
+                    meta["carried"] = "\(u.carried.joined(separator: ","))"
+                    meta["fresh"] = "\(u.fresh.joined(separator: ","))"
+                    meta["policy"] = "\(policy.policy.name)"
+                    meta["generation"] = "\(u.install.generation)"
+                    report(index, "enforcing", .notice, "upgraded the pinned datapath in place (no gap; counters carried over)", meta)
+                    return
+                }
+                let loosened = dataplane.securePins(interface: c.name)
+                if !loosened.isEmpty {
+                    logger.warning("pins were readable by others: made private (folders 0700, pins 0600)", metadata: [
+                        "interface": "\(c.name)", "paths": "\(loosened.joined(separator: ","))"])
+                }
                 report(index, "enforcing", .info, "adopted the pinned state (no gap; counters continue)", meta)
             }
             try installIfNeeded(index, policy, reason: starting ? "start" : "reconcile")
@@ -173,8 +194,38 @@ public final class Agent: @unchecked Sendable {
 
     private func checkABI(_ interface: String) throws(DataplaneError) {
         if let abi = dataplane.pinnedABIVersion(interface: interface), abi != 0, Int(abi) != IcmpwallVersion.abi {
-            throw .invalidInput("the pins of \(interface) (\(dataplane.pinDirectory(interface))) hold datapath ABI \(abi), this agent speaks ABI \(IcmpwallVersion.abi): they are left enforcing as they are; replacing them in place is not supported yet (`icmpwall detach --interface \(interface)` and restart the agent, accepting a short gap)")
+            throw .invalidInput("the pins of \(interface) (\(dataplane.pinDirectory(interface))) hold datapath ABI \(abi), this agent speaks ABI \(IcmpwallVersion.abi), and their link is not enforcing: an in-place upgrade needs the old program running (`icmpwall detach --interface \(interface)` lets the agent attach afresh, counters restart)")
         }
+    }
+
+    /// Checks the link and maps this agent holds. While the held link still carries the program on the interface,
+    /// missing pins (removed by `rm -r`, a bpffs remount, a careless script) are pinned again: enforcement never
+    /// stopped, since the held descriptors kept the link and the maps alive. A held link that no longer carries the
+    /// program (the interface went away, or `icmpwall detach` detached it) is let go; the pins decide from there.
+    private func checkHeld(_ index: Int) throws(DataplaneError) {
+        guard let held = interfaces[index].held else { return }
+        let name = interfaces[index].config.name
+        guard let ifindex = try? Interfaces.index(named: name), held.interfaceIndex == ifindex else {
+            interfaces[index].held = nil
+            return
+        }
+        if dataplane.pinnedLinkDiffers(held) {
+            interfaces[index].held = nil  // someone attached anew over it: hold theirs
+            return
+        }
+        let missing = dataplane.missingPins(held)
+        guard !missing.isEmpty else { return }
+        let restored = try dataplane.restorePins(held)
+        metrics.pinsRestored(name)
+        logger.warning("pins were removed underneath the agent; the held link kept enforcing, pinned them again", metadata: [
+            "interface": "\(name)", "pins": "\(dataplane.pinDirectory(name))", "restored": "\(restored.count)"])
+    }
+
+    /// Holds the pinned link and maps once the interface enforces (after attach, adoption, re-attach, upgrade).
+    private func holdIfNeeded(_ index: Int) {
+        let name = interfaces[index].config.name
+        guard interfaces[index].held == nil, case .enforcing = dataplane.health(interface: name) else { return }
+        interfaces[index].held = try? dataplane.hold(interface: name)
     }
 
     /// Installs `policy` unless the pins already run exactly it.

@@ -10,16 +10,20 @@ public final class AgentMetrics: Sendable {
     private let reloadsOK: [String: Counter]
     private let reloadsFailed: [String: Counter]
     private let reattachments: [String: Counter]
+    private let restoredPins: [String: Counter]
 
     init(interfaces: [String]) {
         let reloadHelp = "Policy reloads (SIGHUP or a change of the policy file), by result: ok (applied, or accepted while the interface is away) or failed (invalid or unreadable policy, kernel refusal: the running policy stayed)."
-        var ok: [String: Counter] = [:], failed: [String: Counter] = [:], reattach: [String: Counter] = [:]
+        var ok: [String: Counter] = [:], failed: [String: Counter] = [:], reattach: [String: Counter] = [:], restored: [String: Counter] = [:]
         for name in interfaces {
             ok[name] = registry.makeCounter(name: "icmpwall_policy_reloads_total", labels: [("interface", name), ("result", "ok")], help: reloadHelp)
             failed[name] = registry.makeCounter(name: "icmpwall_policy_reloads_total", labels: [("interface", name), ("result", "failed")], help: reloadHelp)
             reattach[name] = registry.makeCounter(name: "icmpwall_reattachments_total", labels: [("interface", name)],
                                                   help: "Times the agent re-attached the pinned datapath to an interface that came back.")
+            restored[name] = registry.makeCounter(name: "icmpwall_pins_restored_total", labels: [("interface", name)],
+                                                  help: "Times the agent found pins removed underneath it and pinned its held link and maps again (enforcement never stopped).")
         }
+        restoredPins = restored
         reloadsOK = ok
         reloadsFailed = failed
         reattachments = reattach
@@ -33,6 +37,10 @@ public final class AgentMetrics: Sendable {
 
     func reattached(_ interface: String) {
         reattachments[interface]?.increment()
+    }
+
+    func pinsRestored(_ interface: String) {
+        restoredPins[interface]?.increment()
     }
 }
 
@@ -78,8 +86,9 @@ public struct MetricsExposition: Sendable {
             info[labels(["interface": name, "policy": status.policyName, "sha256": status.policySHA256])] = 1
             for row in snapshot.counters {
                 let (type, code) = Self.labels(family: row.family, type: row.type, code: row.code)
+                // Egress rows are the ICMP errors this host generated: passed = sent, dropped = suppressed by the limiter.
                 for (verdict, p, b) in [("passed", row.passed, row.passedBytes), ("dropped", row.dropped, row.droppedBytes)] {
-                    let key = labels(["interface": name, "direction": "ingress", "family": row.family, "type": type, "code": code, "verdict": verdict])
+                    let key = labels(["interface": name, "direction": row.direction, "family": row.family, "type": type, "code": code, "verdict": verdict])
                     packets[key, default: 0] &+= p
                     bytes[key, default: 0] &+= b
                 }
@@ -103,7 +112,7 @@ public struct MetricsExposition: Sendable {
         family("icmpwall_interface_enforcing", "gauge", "1 while the datapath is attached to the interface and enforcing, 0 while it is not (interface gone, link lost).", enforcing)
         family("icmpwall_policy_info", "gauge", "The policy running on the interface (name and sha256 of its file), always 1.", info)
         family("icmpwall_policy_generation", "gauge", "How many times a policy was installed on the interface since it was attached.", generation)
-        family("icmpwall_packets_total", "counter", "ICMP and ICMPv6 frames judged, by interface, direction, family, type, code and verdict (unnamed types and codes fold into \"other\").", packets)
+        family("icmpwall_packets_total", "counter", "ICMP and ICMPv6 frames judged, by interface, direction, family, type, code and verdict (unnamed types and codes fold into \"other\"). direction=\"egress\": ICMP errors this host generated, verdict passed = sent, dropped = suppressed by the egress limiter.", packets)
         family("icmpwall_bytes_total", "counter", "Bytes (frame lengths) of the ICMP and ICMPv6 frames judged, with the labels of icmpwall_packets_total.", bytes)
         family("icmpwall_rule_matched_total", "counter", "Frames each rule matched (\"default\": frames no rule matched).", ruleMatched)
         family("icmpwall_rule_dropped_total", "counter", "Frames each rule dropped.", ruleDropped)
