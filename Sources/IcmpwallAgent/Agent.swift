@@ -26,7 +26,13 @@ public struct AgentError: Error, Sendable, CustomStringConvertible {
 /// All operations are serialized by one lock; they are short syscalls (BPF map updates, netlink), so callers may be
 /// tasks of the cooperative pool. Metrics are read from the pins, beside it.
 public final class Agent: @unchecked Sendable {
-    public let config: AgentConfig
+    /// The configuration in force (replaced by a valid reload of the config file).
+    public var config: AgentConfig { lock.withLock { current } }
+    private var current: AgentConfig
+    /// Where the configuration comes from, to re-read it; nil: flags only, nothing to re-read.
+    let source: AgentConfigSource?
+    /// The config file's bytes last read (a change of the file is a change of these).
+    private var configBytes: [UInt8]?
     public let dataplane: Dataplane
     public let metrics: AgentMetrics
     let logger: Logger
@@ -58,8 +64,10 @@ public final class Agent: @unchecked Sendable {
     private var interfaces: [InterfaceState] = []
     private var stopped = false
 
-    public init(config: AgentConfig, logger: Logger, dataplane: Dataplane = Dataplane()) {
-        self.config = config
+    public init(config: AgentConfig, source: AgentConfigSource? = nil, logger: Logger, dataplane: Dataplane = Dataplane()) {
+        self.current = config
+        self.source = source?.file == nil ? nil : source
+        if let file = source?.file { configBytes = try? Self.read(file) }
         self.logger = logger
         self.dataplane = dataplane
         self.metrics = AgentMetrics(interfaces: config.interfaces.map(\.name))
@@ -74,7 +82,7 @@ public final class Agent: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         var problems: [String] = []
-        for file in config.policyFiles {
+        for file in current.policyFiles {
             do {
                 let bytes = try file.map(Self.read) ?? Array(PolicyLoader.embeddedDefault.utf8)
                 let compiled = try Self.compile(bytes: bytes, file: file ?? PolicyLoader.embeddedDefaultFileName, logger: logger)
@@ -92,7 +100,7 @@ public final class Agent: @unchecked Sendable {
             let c = interfaces[index].config
             do {
                 interfaces[index].ownership = try AgentOwnership.claim(AgentOwnershipRecord(
-                    pid: getpid(), interface: c.name, policy: c.policyLabel, config: config.configFile))
+                    pid: getpid(), interface: c.name, policy: c.policyLabel, config: current.configFile))
             } catch {
                 releaseClaims()
                 throw AgentError(error)
@@ -260,7 +268,7 @@ public final class Agent: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !stopped else { return }
-        for file in config.policyFiles {
+        for file in current.policyFiles {
             guard let file, var state = policies[file] else { continue }  // the embedded policy never changes
             let users = interfaces.indices.filter { interfaces[$0].config.policy == file }
             let bytes: [UInt8]
@@ -328,7 +336,7 @@ public final class Agent: @unchecked Sendable {
         stopped = true
         for state in interfaces {
             let name = state.config.name
-            if config.detachOnExit && !keepingPins {
+            if current.detachOnExit && !keepingPins {
                 do {
                     if dataplane.health(interface: name) != .absent { try dataplane.detach(interface: name) }
                     logger.notice("detached (detach-on-exit)", metadata: ["interface": "\(name)"])
@@ -365,7 +373,138 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Directories to watch for policy changes.
-    public var watchedPaths: [String] { config.policyFiles.compactMap { $0 } }
+    public var watchedPaths: [String] {
+        let c = config
+        return c.policyFiles.compactMap { $0 } + (c.configFile.map { [$0] } ?? [])
+    }
+
+    /// The interfaces configured now (metrics follow them).
+    public var interfaceNames: [String] { config.interfaces.map(\.name) }
+
+    // MARK: - Config reload
+
+    /// Re-reads the agent's config file (with the flags given beside it on top). Unless `force`, only a change of its
+    /// bytes counts. A valid config whose policies are valid and whose new interfaces can be claimed replaces the
+    /// running one: interfaces added are attached (on this call), interfaces removed are released (detached only
+    /// under detach-on-exit, as at exit; otherwise their pins keep enforcing), a changed policy path is read and
+    /// installed, the log level changes at once. The metrics address and a changed XDP mode need a restart (logged).
+    /// An invalid config is logged with every FILE:LINE:COLUMN error and the running one stays. Both outcomes count
+    /// in `icmpwall_config_reloads_total`.
+    public func reloadConfig(reason: String, force: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped, let source, let file = source.file else { return }
+        let bytes = try? Self.read(file)
+        if !force && bytes == configBytes { return }
+        configBytes = bytes
+        let next: AgentConfig
+        do {
+            next = try source.load()
+        } catch {
+            metrics.configReload(ok: false)
+            logger.error("agent config rejected; the running configuration stays", metadata: [
+                "file": "\(file)", "reason": "\(reason)", "errors": "\(error.diagnostics.map(\.description).joined(separator: "; "))"])
+            return
+        }
+        // Every policy the new config names must be valid before anything changes.
+        var newPolicies: [String?: PolicyState] = [:]
+        var problems: [String] = []
+        for policyFile in next.policyFiles where policies[policyFile] == nil {
+            do {
+                let bytes = try policyFile.map(Self.read) ?? Array(PolicyLoader.embeddedDefault.utf8)
+                newPolicies[policyFile] = PolicyState(bytes: bytes, compiled: try Self.compile(
+                    bytes: bytes, file: policyFile ?? PolicyLoader.embeddedDefaultFileName, logger: logger))
+            } catch let error as PolicyError {
+                problems.append(error.description)
+            } catch {
+                problems.append("\(policyFile ?? "?"):1:1: error: cannot read policy file: \(error)")
+            }
+        }
+        let oldNames = Set(current.interfaces.map(\.name))
+        let added = next.interfaces.filter { !oldNames.contains($0.name) }
+        var claims: [String: AgentOwnership] = [:]
+        if problems.isEmpty {
+            for c in added {
+                do {
+                    claims[c.name] = try AgentOwnership.claim(AgentOwnershipRecord(
+                        pid: getpid(), interface: c.name, policy: c.policyLabel, config: next.configFile))
+                } catch {
+                    problems.append(error.description)
+                    break
+                }
+            }
+        }
+        guard problems.isEmpty else {
+            for claim in claims.values { claim.release() }
+            metrics.configReload(ok: false)
+            logger.error("agent config rejected; the running configuration stays", metadata: [
+                "file": "\(file)", "reason": "\(reason)", "errors": "\(problems.joined(separator: "; "))"])
+            return
+        }
+
+        policies.merge(newPolicies) { old, _ in old }
+        let newNames = Set(next.interfaces.map(\.name))
+        for state in interfaces where !newNames.contains(state.config.name) {
+            let name = state.config.name
+            if next.detachOnExit {
+                if dataplane.health(interface: name) != .absent { try? dataplane.detach(interface: name) }
+                logger.notice("interface removed from the config: detached (detach-on-exit)", metadata: ["interface": "\(name)"])
+            } else {
+                logger.notice("interface removed from the config: released; enforcement stays pinned", metadata: [
+                    "interface": "\(name)", "pins": "\(dataplane.pinDirectory(name))"])
+            }
+            state.ownership?.release()
+        }
+        var updated: [InterfaceState] = []
+        for c in next.interfaces {
+            if var state = interfaces.first(where: { $0.config.name == c.name }) {
+                if state.config.policy != c.policy {
+                    if state.installedSHA != nil { state.installedSHA = "" }  // install the new file's policy
+                    logger.info("interface policy changed in the config", metadata: [
+                        "interface": "\(c.name)", "policy": "\(c.policyLabel)"])
+                }
+                if state.config.mode != c.mode {
+                    logger.warning("a changed XDP mode takes effect when the interface is attached again (restart the agent after detaching)", metadata: [
+                        "interface": "\(c.name)", "mode": "\(c.mode.rawValue)"])
+                }
+                state.config = c
+                updated.append(state)
+            } else {
+                var state = InterfaceState(config: c)
+                state.ownership = claims[c.name]
+                metrics.register(interface: c.name)
+                logger.info("interface added to the config", metadata: ["interface": "\(c.name)", "policy": "\(c.policyLabel)"])
+                updated.append(state)
+            }
+        }
+        interfaces = updated
+        let inUse = Set(next.policyFiles.map { $0 ?? "" })
+        policies = policies.filter { inUse.contains($0.key ?? "") }
+        if next.metricsAddress != current.metricsAddress {
+            logger.warning("a changed metrics address takes effect on restart", metadata: [
+                "running": "\(current.metricsAddress?.description ?? "off")", "configured": "\(next.metricsAddress?.description ?? "off")"])
+        }
+        if next.logLevel != current.logLevel {
+            LogfmtLogHandler.level.set(next.logLevel)
+            logger.notice("log level changed", metadata: ["level": "\(next.logLevel.rawValue)"])
+        }
+        current = next
+        logger.debug("config in force", metadata: [
+            "interfaces": "\(next.interfaces.map { "\($0.name):\($0.policyLabel)" }.joined(separator: ","))",
+            "log_level": "\(next.logLevel.rawValue)", "detach_on_exit": "\(next.detachOnExit)"])
+        metrics.configReload(ok: true)
+        logger.info("agent config reloaded", metadata: [
+            "file": "\(file)", "reason": "\(reason)", "interfaces": "\(next.interfaces.map(\.name).joined(separator: ","))"])
+        for index in interfaces.indices {
+            do {
+                try ensure(index, starting: false)
+            } catch {
+                interfaces[index].lastError = error.description
+                logger.error("cannot enforce on the interface yet; retrying", metadata: [
+                    "interface": "\(interfaces[index].config.name)", "error": "\(error.description)"])
+            }
+        }
+    }
 
     // MARK: - Helpers
 

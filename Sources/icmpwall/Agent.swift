@@ -38,43 +38,36 @@ struct AgentCommand: ParsableCommand {
         }
     }
 
+    /// The config file and the flags that override it (also on every reload of the file).
+    func configSource() -> AgentConfigSource {
+        var source = AgentConfigSource(file: config)
+        source.interfaces = interface
+        source.policy = policy
+        source.mode = mode
+        if let metricsAddress { source.metricsAddress = .some(metricsAddress == "off" ? nil : ListenAddress(parsing: metricsAddress)) }
+        source.logLevel = logLevel.flatMap(Logger.Level.init(rawValue:))
+        source.detachOnExit = detachOnExit
+        return source
+    }
+
     func resolvedConfig() throws -> AgentConfig {
-        var c = AgentConfig()
-        if let config {
-            do { c = try AgentConfigParser.load(contentsOf: config) } catch {
-                throw CLIError.invalid("invalid agent config:\n\(error.description)")
-            }
+        do { return try configSource().load() } catch {
+            throw CLIError.invalid("invalid agent config:\n\(error.description)")
         }
-        if !interface.isEmpty {
-            let shared = policy ?? (c.policyFiles.count == 1 ? c.policyFiles[0] : nil)
-            c.interfaces = interface.map { InterfaceConfig(name: $0, policy: shared, mode: mode ?? .auto) }
-        } else {
-            if let policy { for i in c.interfaces.indices { c.interfaces[i].policy = policy } }
-            if let mode { for i in c.interfaces.indices { c.interfaces[i].mode = mode } }
-        }
-        // Absolute paths: the ownership record and logs name them, and the agent may change folder.
-        for i in c.interfaces.indices {
-            if let p = c.interfaces[i].policy, !p.hasPrefix("/") {
-                c.interfaces[i].policy = FileManager.default.currentDirectoryPath + "/" + p
-            }
-        }
-        if let metricsAddress { c.metricsAddress = metricsAddress == "off" ? nil : ListenAddress(parsing: metricsAddress) }
-        if let logLevel, let level = Logger.Level(rawValue: logLevel) { c.logLevel = level }
-        if detachOnExit { c.detachOnExit = true }
-        return c
     }
 
     func run() throws {
+        let source = configSource()
         let config = try resolvedConfig()
-        let level = config.logLevel
-        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level) }
+        LogfmtLogHandler.level.set(config.logLevel)
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label) }
         let logger = Logger(label: "icmpwall.agent")
 
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: AgentError?
         Task {
             do throws(AgentError) {
-                try await AgentRunner.run(config: config, logger: logger)
+                try await AgentRunner.run(config: config, source: source, logger: logger)
             } catch {
                 failure = error
             }

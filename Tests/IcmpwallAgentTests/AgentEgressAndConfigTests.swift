@@ -12,20 +12,6 @@ import Glibc
 @Suite("Agent: egress metrics and config reload", .serialized,
        .enabled(if: Privilege.available || Privilege.inCI, "needs root to create namespaces and attach XDP; runs in CI as root"))
 final class AgentEgressAndConfigTests {
-    func cli(_ topology: LabTopology, _ arguments: [String]) throws -> Tool.Result {
-        try topology.run(in: topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
-    }
-
-    func cleanUp(_ topology: LabTopology, _ agents: [AgentProcess?], interfaces: [String]) {
-        for a in agents { a?.kill9() }
-        for name in interfaces {
-            _ = try? cli(topology, ["detach", "--interface", name])
-            try? BPFFS.removeTree("/sys/fs/bpf/icmpwall/\(name)")
-            try? FileManager.default.removeItem(atPath: AgentOwnership.path(interface: name))
-        }
-        topology.destroy()
-    }
-
     @Test("egress rows in /metrics: the server's port-unreachables, sent and suppressed, match what the client received and stats; promtool passes")
     func egressMetrics() throws {
         guard Privilege.require(), Binary.available() else { return }
@@ -84,5 +70,98 @@ final class AgentEgressAndConfigTests {
         if let check = try promtoolCheck(text, in: dir) {
             #expect(check.status == 0, "promtool check metrics: \(check.stdout) \(check.stderr)\n\(text)")
         }
+    }
+
+    static func policy(name: String, echo: String) -> String {
+        """
+        version: 1
+        name: \(name)
+        default: pass
+        rules:
+          - name: echo
+            type: echo-request
+            action: \(echo)
+        """
+    }
+
+    @Test("config file reload: an interface added is attached, one removed is released (pins stay), a policy path and the log level change; an invalid config names FILE:LINE:COLUMN and the running one stays")
+    func configReload() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwc"))
+        let second = "\(topology.prefix)d"
+        var agent: AgentProcess?
+        defer { cleanUp(topology, [agent], interfaces: [topology.serverInterface, second]) }
+        // A second interface for the server: a veth pair inside its namespace (the dummy module is not on every kernel).
+        try topology.ip(topology.serverNamespace, ["link", "add", second, "type", "veth", "peer", "name", "\(topology.prefix)e"])
+        for name in [second, "\(topology.prefix)e"] { try topology.ip(topology.serverNamespace, ["link", "set", name, "up"]) }
+        let dir = try TemporaryDirectory()
+        let interface = topology.serverInterface
+        try dir.write("pass.yaml", Self.policy(name: "pass-echo", echo: "pass"))
+        try dir.write("drop.yaml", Self.policy(name: "drop-echo", echo: "drop"))
+        let config = try dir.write("agent.yaml", """
+            interfaces:
+              - name: \(interface)
+                mode: generic
+            policy: pass.yaml
+            metrics-address: 127.0.0.1:9530
+            log-level: info
+            """)
+        agent = try AgentProcess(namespace: topology.serverNamespace, arguments: ["--config", config], logPath: "\(dir.path)/agent.log")
+        #expect(agent!.waitForLog("msg=\"agent running\""), "\(agent!.log)")
+        func ping() throws -> Int? {
+            Ping.received(try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", topology.serverIPv4], check: false).stdout)
+        }
+        #expect(try ping() == 3)
+
+        // A change of the file: another policy for the interface, a new interface, debug logging.
+        try dir.write("agent.yaml", """
+            interfaces:
+              - name: \(interface)
+                mode: generic
+                policy: drop.yaml
+              - name: \(second)
+                mode: generic
+            policy: pass.yaml
+            metrics-address: 127.0.0.1:9530
+            log-level: debug
+            """)
+        #expect(agent!.waitForLog("msg=\"agent config reloaded\""), "\(agent!.log)")
+        #expect(agent!.log.contains("msg=\"interface added to the config\" interface=\(second)"), "\(agent!.log)")
+        #expect(agent!.log.contains("level=debug msg=\"config in force\""), "the new log level took effect: \(agent!.log)")
+        #expect(eventually { (try? cli(topology, ["status", "--interface", second, "--json"]).stdout.contains("\"enforcing\":true")) == true },
+                "the added interface is attached")
+        #expect(AgentOwnership.owner(of: second)?.pid == agent!.pid, "and claimed by the agent")
+        #expect(agent!.waitForLog("policy=drop-echo"), "\(agent!.log)")
+        #expect(try ping() == 0, "the interface's new policy file is enforced")
+
+        // An invalid config: logged with its place, nothing changes.
+        try dir.write("agent.yaml", "interfaces: [\(interface)]\nlog-level: loud\n")
+        #expect(agent!.waitForLog("msg=\"agent config rejected; the running configuration stays\""), "\(agent!.log)")
+        #expect(agent!.log.contains("agent.yaml:2:12: error: invalid log-level"), "\(agent!.log)")
+        #expect(try ping() == 0, "the running configuration stayed")
+
+        // SIGHUP after removing the new interface: released, its pins keep enforcing (no detach-on-exit).
+        try dir.write("agent.yaml", """
+            interfaces:
+              - name: \(interface)
+                mode: generic
+                policy: drop.yaml
+            metrics-address: 127.0.0.1:9530
+            log-level: info
+            """)
+        agent!.signal(SIGHUP)
+        #expect(agent!.waitForLog("interface removed from the config: released; enforcement stays pinned"), "\(agent!.log)")
+        #expect(eventually { AgentOwnership.owner(of: second) == nil }, "the claim on the removed interface is released")
+        let status = try cli(topology, ["status", "--interface", second, "--json"]).stdout
+        #expect(status.contains("\"enforcing\":true"), "its pins stay enforcing: \(status)")
+        let text = try httpGet(namespace: topology.serverNamespace, port: 9530, path: "/metrics").body
+        #expect(metric(text, "icmpwall_config_reloads_total", ["result": "ok"]) == 2, "\(text)")
+        #expect(metric(text, "icmpwall_config_reloads_total", ["result": "failed"]) == 1, "\(text)")
+        #expect(metric(text, "icmpwall_interface_enforcing", ["interface": second]) == nil, "metrics follow the configured interfaces")
+        #expect(metric(text, "icmpwall_interface_enforcing", ["interface": interface]) == 1)
+        if let check = try promtoolCheck(text, in: dir) {
+            #expect(check.status == 0, "promtool: \(check.stdout) \(check.stderr)")
+        }
+        #expect(agent!.process.isRunning)
     }
 }

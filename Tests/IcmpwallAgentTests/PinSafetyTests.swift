@@ -122,18 +122,6 @@ final class PinSafetyTests {
             action: drop
         """
 
-    func cli(_ topology: LabTopology, _ arguments: [String]) throws -> Tool.Result {
-        try topology.run(in: topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
-    }
-
-    func cleanUp(_ topology: LabTopology, _ agents: [AgentProcess?]) {
-        for a in agents { a?.kill9() }
-        _ = try? cli(topology, ["detach", "--interface", topology.serverInterface])
-        try? BPFFS.removeTree("/sys/fs/bpf/icmpwall/\(topology.serverInterface)")
-        try? FileManager.default.removeItem(atPath: AgentOwnership.path(interface: topology.serverInterface))
-        topology.destroy()
-    }
-
     func statusJSON(_ topology: LabTopology) throws -> [String: Any] {
         let r = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"])
         let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
