@@ -48,6 +48,12 @@ struct UpgradePlan {
 }
 
 extension Dataplane {
+    /// Fault injection for the crash tests: `ICMPWALL_UPGRADE_CRASH=staged` or `=switched` kills the process with
+    /// SIGKILL right after that step, as a power cut or `kill -9` would.
+    static func crashPoint(_ step: String) {
+        if ProcessInfo.processInfo.environment["ICMPWALL_UPGRADE_CRASH"] == step { kill(getpid(), SIGKILL) }
+    }
+
     /// Where an upgrade pins the new maps before it swaps them with the pinned ones (bpffs names cannot hold dots).
     func stagingMapsDirectory(_ interface: String) -> String { "\(pinDirectory(interface))/maps_next" }
 
@@ -128,6 +134,7 @@ extension Dataplane {
             throw .bpf(error)
         }
         let newProgram = try bpf { () throws(BPFError) in try object.program(named: DatapathNames.program) }
+        Self.crashPoint("staged")
 
         // 2. The switch.
         do {
@@ -136,6 +143,7 @@ extension Dataplane {
             try? BPFFS.removeTree(staging)
             throw .bpf(error)
         }
+        Self.crashPoint("switched")
 
         // 3. The egress filter, replaced in place (or created: ABI 1 had none).
         var egressError: String?

@@ -12,7 +12,9 @@ struct AgentCommand: ParsableCommand {
         Attaches the policy to each interface (adopting pinned state it finds: no gap, counters continue) and runs \
         until SIGTERM or SIGINT. Reloads the policy files on SIGHUP and when they change (their folders are watched, \
         so a Kubernetes ConfigMap's symlink swap counts); an invalid policy is logged with its FILE:LINE:COLUMN errors \
-        and the running one stays. An interface that goes away is re-attached when it comes back. Stopping the agent \
+        and the running one stays; SIGHUP and a change of --config's file also re-read the agent config (interfaces added \
+        and removed, policy paths, log level). An interface that goes away is re-attached when it comes back; pins \
+        removed underneath are pinned again; pins of an older datapath ABI are upgraded in place. Stopping the agent \
         leaves enforcement pinned (fail-static) unless --detach-on-exit. Metrics: http://127.0.0.1:9464/metrics, \
         readiness: /healthz. Flags override the config file (schema: docs/agent.md).
         """)

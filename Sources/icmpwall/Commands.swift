@@ -34,7 +34,9 @@ struct Attach: ParsableCommand {
         abstract: "Load the datapath, attach it to an interface and pin its state.",
         discussion: """
         Enforcement continues after the command exits; state is pinned under /sys/fs/bpf/icmpwall/IF/. \
-        Without --policy the embedded edge-default policy is used.
+        Without --policy the embedded edge-default policy is used. Over existing pins: pins of an older datapath ABI \
+        are upgraded in place without a gap; pins whose link was lost (its pin removed) get their program attached \
+        again, counters continuing.
         """)
 
     @Option(name: .long, help: "The interface to protect.") var interface: String

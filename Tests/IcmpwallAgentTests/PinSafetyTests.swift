@@ -27,12 +27,20 @@ enum OldDatapath {
         "icw_rule_counters", "icw_guard_counters",
     ]
 
+    /// The clang that builds the datapath (the EmbedBPF plugin uses the toolchain's): $CLANG, else on PATH, else the
+    /// Swift toolchain's (the kernel-matrix guests run with a PATH that lacks it).
+    static var clang: String {
+        if let env = ProcessInfo.processInfo.environment["CLANG"], !env.isEmpty { return env }
+        if Tool.exists("clang") { return "clang" }
+        return "/opt/swift/usr/bin/clang"
+    }
+
     static func compile(into dir: TemporaryDirectory) throws -> [UInt8] {
         let output = "\(dir.path)/icmpwall-abi1.bpf.o"
         var arch = utsname()
         uname(&arch)
         let machine = withUnsafeBytes(of: arch.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        try Tool.run(["clang", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function",
+        try Tool.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function",
                       "-I", fixture.appending(path: "include").path, "-I", "/usr/include/\(machine)-linux-gnu",
                       "-c", fixture.appending(path: "icmpwall.bpf.c").path, "-o", output])
         return Array(try Data(contentsOf: URL(fileURLWithPath: output)))
@@ -206,6 +214,47 @@ final class PinSafetyTests {
         #expect(apply.status == 0, "the upgraded pins take applies: \(apply.stderr)")
         #expect(try cli(topology, ["detach", "--interface", interface]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)"))
+    }
+
+    @Test("an upgrade killed after staging or after the switch leaves one datapath enforcing; apply refuses the half-done pins; attach finishes it")
+    func upgradeKilled() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwk"))
+        defer { cleanUp(topology, []) }
+        let dir = try TemporaryDirectory()
+        let interface = topology.serverInterface
+        try OldDatapath.attach(topology, policy: Self.dropEcho, dir: dir)
+        let policy = try dir.write("p.yaml", Self.dropEcho)
+        let oldProgram = try statusJSON(topology)["program_id"] as? Int
+        let (flood, out) = try Ping.start(topology, count: 300, interval: "0.01")
+        func attach(crash: String?) throws -> Tool.Result {
+            try topology.run(in: topology.serverNamespace, (crash.map { ["env", "ICMPWALL_UPGRADE_CRASH=\($0)"] } ?? [])
+                             + [Binary.path, "attach", "--interface", interface, "--policy", policy], timeout: 120, check: false)
+        }
+
+        #expect(try attach(crash: "staged").status != 0, "killed after staging")
+        var status = try statusJSON(topology)
+        #expect(status["abi_version"] as? Int == 1 && status["program_id"] as? Int == oldProgram && status["enforcing"] as? Bool == true,
+                "the old datapath still enforces: \(status)")
+        #expect(FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"), "a stale staging folder")
+
+        #expect(try attach(crash: "switched").status != 0, "killed after the switch")
+        status = try statusJSON(topology)
+        #expect(status["abi_version"] as? Int == 1 && status["program_id"] as? Int != oldProgram && status["enforcing"] as? Bool == true,
+                "the new program enforces behind pins that still say ABI 1: \(status)")
+        let apply = try cli(topology, ["apply", "--interface", interface, policy])
+        #expect(apply.status == 1 && apply.stderr.contains("hold datapath ABI 1"), "apply does not write into them: \(apply.stderr)")
+
+        let finish = try attach(crash: nil)
+        #expect(finish.status == 0 && finish.stdout.contains("from datapath ABI 1 to 2"), "\(finish.stdout) \(finish.stderr)")
+        let output = Ping.finish(flood, out)
+        let sent = try #require(Ping.transmitted(output))
+        #expect(Ping.received(output) == 0, "no echo got through across two kills and the upgrade: \(output)")
+        #expect(droppedEchoFromPins(interface) == UInt64(sent), "every echo counted once in the shared counters")
+        status = try statusJSON(topology)
+        #expect(status["abi_version"] as? Int == 2 && status["enforcing"] as? Bool == true, "\(status)")
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"))
+        #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
     }
 
     @Test("the agent upgrades ABI 1 pins it finds at start, under traffic, and serves their carried counters")
