@@ -323,6 +323,33 @@ final class PinSafetyTests {
         #expect(!agent!.log.contains("attached afresh"), "no fresh attach (counters would restart): \(agent!.log)")
     }
 
+    @Test("an agent adopting pins that others could read makes them private (and says so); enforcement continues")
+    func adoptLoosePins() throws {
+        guard Privilege.require(), Binary.available() else { return }
+        let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwp"))
+        var agent: AgentProcess?
+        defer { cleanUp(topology, [agent]) }
+        let dir = try TemporaryDirectory()
+        let interface = topology.serverInterface
+        let policy = try dir.write("p.yaml", Self.dropEcho)
+        #expect(try cli(topology, ["attach", "--interface", interface, "--policy", policy]).status == 0)
+        #expect(pinsArePrivate(interface).isEmpty, "attach creates them private: \(pinsArePrivate(interface))")
+        let pins = "/sys/fs/bpf/icmpwall/\(interface)"
+        chmod(pins, 0o755)
+        chmod("\(pins)/maps", 0o755)
+        chmod("\(pins)/maps/icw_counters", 0o644)
+        chmod("\(pins)/link", 0o666)
+        agent = try AgentProcess(namespace: topology.serverNamespace,
+                                 arguments: ["--interface", interface, "--policy", policy, "--metrics-address", "127.0.0.1:9512"],
+                                 logPath: "\(dir.path)/agent.log")
+        #expect(agent!.waitForLog("msg=\"agent running\""), "\(agent!.log)")
+        #expect(agent!.log.contains("pins were readable by others: made private") && agent!.log.contains("\(pins)/maps/icw_counters"), "\(agent!.log)")
+        #expect(agent!.log.contains("adopted the pinned state"), "\(agent!.log)")
+        #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
+        let ping = try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", topology.serverIPv4], check: false)
+        #expect(Ping.received(ping.stdout) == 0, "still enforcing: \(ping.stdout)")
+    }
+
     @Test("without an agent, removing the link pin detaches; status says so; attach restores with the pinned counters")
     func linkPinRemovedWithoutAgent() throws {
         guard Privilege.require(), Binary.available() else { return }
