@@ -235,6 +235,7 @@ public struct Dataplane: Sendable {
         guard FileManager.default.fileExists(atPath: mapsDirectory(interface)) else {
             throw .invalidInput("icmpwall is not attached to \(interface) (no pins in \(pinDirectory(interface)))")
         }
+        try refuseOtherABI(interface, command: "stats")
         return try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
     }
 
@@ -268,7 +269,7 @@ public struct Dataplane: Sendable {
     /// Refuses to write into pins of another datapath ABI (their maps may not mean what this version writes).
     func refuseOtherABI(_ interface: String, command: String) throws(DataplaneError) {
         guard pinsNeedUpgrade(interface: interface), let abi = pinnedABIVersion(interface: interface) else { return }
-        throw .invalidInput("the pins of \(interface) (\(pinDirectory(interface))) hold datapath ABI \(abi), this icmpwall speaks ABI \(IcmpwallVersion.abi); `\(command)` does not write into them. `icmpwall attach --interface \(interface) --policy FILE` upgrades them in place without a gap")
+        throw .invalidInput("the pins of \(interface) (\(pinDirectory(interface))) hold datapath ABI \(abi), this icmpwall speaks ABI \(IcmpwallVersion.abi); `\(command)` does not read or write their maps. `icmpwall attach --interface \(interface) --policy FILE` upgrades them in place without a gap")
     }
 
     // MARK: - helpers

@@ -165,6 +165,11 @@ final class PinSafetyTests {
         let oldProgram = before["program_id"] as? Int
         #expect(try cli(topology, ["apply", "--interface", interface, try dir.write("p.yaml", Self.dropEcho)]).stderr
                 .contains("hold datapath ABI 1"), "apply refuses to write into ABI 1 pins")
+        let stats = try cli(topology, ["stats", "--interface", interface])
+        #expect(stats.status == 1 && stats.stderr.contains("hold datapath ABI 1") && stats.stderr.contains("upgrades them in place"),
+                "stats names the ABI and the way out: \(stats.stderr)")
+        let text = try cli(topology, ["status", "--interface", interface]).stdout
+        #expect(text.contains("pins of datapath ABI 1"), "\(text)")
         #expect(!pinsArePrivate(interface).isEmpty, "the fixture's pins start loose")
 
         let (flood, out) = try Ping.start(topology, count: 300, interval: "0.01")
