@@ -96,3 +96,11 @@ int icw_pin_thread_to_cpu(int cpu)
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
 }
+
+#include <fcntl.h>
+#include <stdio.h>
+
+int icw_rename_exchange(const char *a, const char *b)
+{
+	return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0 ? 0 : -errno;
+}

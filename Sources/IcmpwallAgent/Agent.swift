@@ -26,7 +26,13 @@ public struct AgentError: Error, Sendable, CustomStringConvertible {
 /// All operations are serialized by one lock; they are short syscalls (BPF map updates, netlink), so callers may be
 /// tasks of the cooperative pool. Metrics are read from the pins, beside it.
 public final class Agent: @unchecked Sendable {
-    public let config: AgentConfig
+    /// The configuration in force (replaced by a valid reload of the config file).
+    public var config: AgentConfig { lock.withLock { current } }
+    private var current: AgentConfig
+    /// Where the configuration comes from, to re-read it; nil: flags only, nothing to re-read.
+    let source: AgentConfigSource?
+    /// The config file's bytes last read (a change of the file is a change of these).
+    private var configBytes: [UInt8]?
     public let dataplane: Dataplane
     public let metrics: AgentMetrics
     let logger: Logger
@@ -49,14 +55,19 @@ public final class Agent: @unchecked Sendable {
         /// The sha256 of the policy installed by this agent (nil until it installs or adopts one).
         var installedSHA: String?
         var lastError = ""
+        /// The link and maps, held open while this agent enforces the interface: removing the pins then neither
+        /// detaches the program nor loses the maps, and the agent pins them again.
+        var held: HeldAttachment?
     }
 
     private var policies: [String?: PolicyState] = [:]
     private var interfaces: [InterfaceState] = []
     private var stopped = false
 
-    public init(config: AgentConfig, logger: Logger, dataplane: Dataplane = Dataplane()) {
-        self.config = config
+    public init(config: AgentConfig, source: AgentConfigSource? = nil, logger: Logger, dataplane: Dataplane = Dataplane()) {
+        self.current = config
+        self.source = source?.file == nil ? nil : source
+        if let file = source?.file { configBytes = try? Self.read(file) }
         self.logger = logger
         self.dataplane = dataplane
         self.metrics = AgentMetrics(interfaces: config.interfaces.map(\.name))
@@ -71,7 +82,7 @@ public final class Agent: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         var problems: [String] = []
-        for file in config.policyFiles {
+        for file in current.policyFiles {
             do {
                 let bytes = try file.map(Self.read) ?? Array(PolicyLoader.embeddedDefault.utf8)
                 let compiled = try Self.compile(bytes: bytes, file: file ?? PolicyLoader.embeddedDefaultFileName, logger: logger)
@@ -89,7 +100,7 @@ public final class Agent: @unchecked Sendable {
             let c = interfaces[index].config
             do {
                 interfaces[index].ownership = try AgentOwnership.claim(AgentOwnershipRecord(
-                    pid: getpid(), interface: c.name, policy: c.policyLabel, config: config.configFile))
+                    pid: getpid(), interface: c.name, policy: c.policyLabel, config: current.configFile))
             } catch {
                 releaseClaims()
                 throw AgentError(error)
@@ -136,8 +147,10 @@ public final class Agent: @unchecked Sendable {
     private func ensure(_ index: Int, starting: Bool) throws(DataplaneError) {
         let c = interfaces[index].config
         guard let policy = policies[c.policy]?.compiled else { return }
-        let health = dataplane.health(interface: c.name)
         var meta: Logger.Metadata = ["interface": "\(c.name)"]
+        try checkHeld(index)
+        defer { holdIfNeeded(index) }
+        let health = dataplane.health(interface: c.name)
         switch health {
         case .absent:
             guard (try? Interfaces.index(named: c.name)) != nil else {
@@ -164,7 +177,23 @@ public final class Agent: @unchecked Sendable {
             try installIfNeeded(index, policy, reason: "re-attach")
         case .enforcing:
             if interfaces[index].installedSHA == nil {
-                try checkABI(c.name)
+                if dataplane.pinsNeedUpgrade(interface: c.name) {
+                    let u = try dataplane.upgrade(interface: c.name, policy: policy)
+                    interfaces[index].installedSHA = policy.policy.sha256Hex
+                    meta["from_abi"] = "\(u.fromABI)"
+                    meta["to_abi"] = "\(u.toABI)"
+                    meta["carried"] = "\(u.carried.joined(separator: ","))"
+                    meta["fresh"] = "\(u.fresh.joined(separator: ","))"
+                    meta["policy"] = "\(policy.policy.name)"
+                    meta["generation"] = "\(u.install.generation)"
+                    report(index, "enforcing", .notice, "upgraded the pinned datapath in place (no gap; counters carried over)", meta)
+                    return
+                }
+                let loosened = dataplane.securePins(interface: c.name)
+                if !loosened.isEmpty {
+                    logger.warning("pins were readable by others: made private (folders 0700, pins 0600)", metadata: [
+                        "interface": "\(c.name)", "paths": "\(loosened.joined(separator: ","))"])
+                }
                 report(index, "enforcing", .info, "adopted the pinned state (no gap; counters continue)", meta)
             }
             try installIfNeeded(index, policy, reason: starting ? "start" : "reconcile")
@@ -173,8 +202,38 @@ public final class Agent: @unchecked Sendable {
 
     private func checkABI(_ interface: String) throws(DataplaneError) {
         if let abi = dataplane.pinnedABIVersion(interface: interface), abi != 0, Int(abi) != IcmpwallVersion.abi {
-            throw .invalidInput("the pins of \(interface) (\(dataplane.pinDirectory(interface))) hold datapath ABI \(abi), this agent speaks ABI \(IcmpwallVersion.abi): they are left enforcing as they are; replacing them in place is not supported yet (`icmpwall detach --interface \(interface)` and restart the agent, accepting a short gap)")
+            throw .invalidInput("the pins of \(interface) (\(dataplane.pinDirectory(interface))) hold datapath ABI \(abi), this agent speaks ABI \(IcmpwallVersion.abi), and their link is not enforcing: an in-place upgrade needs the old program running (`icmpwall detach --interface \(interface)` lets the agent attach afresh, counters restart)")
         }
+    }
+
+    /// Checks the link and maps this agent holds. While the held link still carries the program on the interface,
+    /// missing pins (removed by `rm -r`, a bpffs remount, a careless script) are pinned again: enforcement never
+    /// stopped, since the held descriptors kept the link and the maps alive. A held link that no longer carries the
+    /// program (the interface went away, or `icmpwall detach` detached it) is let go; the pins decide from there.
+    private func checkHeld(_ index: Int) throws(DataplaneError) {
+        guard let held = interfaces[index].held else { return }
+        let name = interfaces[index].config.name
+        guard let ifindex = try? Interfaces.index(named: name), held.interfaceIndex == ifindex else {
+            interfaces[index].held = nil
+            return
+        }
+        if dataplane.pinnedLinkDiffers(held) {
+            interfaces[index].held = nil  // someone attached anew over it: hold theirs
+            return
+        }
+        let missing = dataplane.missingPins(held)
+        guard !missing.isEmpty else { return }
+        let restored = try dataplane.restorePins(held)
+        metrics.pinsRestored(name)
+        logger.warning("pins were removed underneath the agent; the held link kept enforcing, pinned them again", metadata: [
+            "interface": "\(name)", "pins": "\(dataplane.pinDirectory(name))", "restored": "\(restored.count)"])
+    }
+
+    /// Holds the pinned link and maps once the interface enforces (after attach, adoption, re-attach, upgrade).
+    private func holdIfNeeded(_ index: Int) {
+        let name = interfaces[index].config.name
+        guard interfaces[index].held == nil, case .enforcing = dataplane.health(interface: name) else { return }
+        interfaces[index].held = try? dataplane.hold(interface: name)
     }
 
     /// Installs `policy` unless the pins already run exactly it.
@@ -209,7 +268,7 @@ public final class Agent: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !stopped else { return }
-        for file in config.policyFiles {
+        for file in current.policyFiles {
             guard let file, var state = policies[file] else { continue }  // the embedded policy never changes
             let users = interfaces.indices.filter { interfaces[$0].config.policy == file }
             let bytes: [UInt8]
@@ -277,7 +336,7 @@ public final class Agent: @unchecked Sendable {
         stopped = true
         for state in interfaces {
             let name = state.config.name
-            if config.detachOnExit && !keepingPins {
+            if current.detachOnExit && !keepingPins {
                 do {
                     if dataplane.health(interface: name) != .absent { try dataplane.detach(interface: name) }
                     logger.notice("detached (detach-on-exit)", metadata: ["interface": "\(name)"])
@@ -314,7 +373,138 @@ public final class Agent: @unchecked Sendable {
     }
 
     /// Directories to watch for policy changes.
-    public var watchedPaths: [String] { config.policyFiles.compactMap { $0 } }
+    public var watchedPaths: [String] {
+        let c = config
+        return c.policyFiles.compactMap { $0 } + (c.configFile.map { [$0] } ?? [])
+    }
+
+    /// The interfaces configured now (metrics follow them).
+    public var interfaceNames: [String] { config.interfaces.map(\.name) }
+
+    // MARK: - Config reload
+
+    /// Re-reads the agent's config file (with the flags given beside it on top). Unless `force`, only a change of its
+    /// bytes counts. A valid config whose policies are valid and whose new interfaces can be claimed replaces the
+    /// running one: interfaces added are attached (on this call), interfaces removed are released (detached only
+    /// under detach-on-exit, as at exit; otherwise their pins keep enforcing), a changed policy path is read and
+    /// installed, the log level changes at once. The metrics address and a changed XDP mode need a restart (logged).
+    /// An invalid config is logged with every FILE:LINE:COLUMN error and the running one stays. Both outcomes count
+    /// in `icmpwall_config_reloads_total`.
+    public func reloadConfig(reason: String, force: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped, let source, let file = source.file else { return }
+        let bytes = try? Self.read(file)
+        if !force && bytes == configBytes { return }
+        configBytes = bytes
+        let next: AgentConfig
+        do {
+            next = try source.load()
+        } catch {
+            metrics.configReload(ok: false)
+            logger.error("agent config rejected; the running configuration stays", metadata: [
+                "file": "\(file)", "reason": "\(reason)", "errors": "\(error.diagnostics.map(\.description).joined(separator: "; "))"])
+            return
+        }
+        // Every policy the new config names must be valid before anything changes.
+        var newPolicies: [String?: PolicyState] = [:]
+        var problems: [String] = []
+        for policyFile in next.policyFiles where policies[policyFile] == nil {
+            do {
+                let bytes = try policyFile.map(Self.read) ?? Array(PolicyLoader.embeddedDefault.utf8)
+                newPolicies[policyFile] = PolicyState(bytes: bytes, compiled: try Self.compile(
+                    bytes: bytes, file: policyFile ?? PolicyLoader.embeddedDefaultFileName, logger: logger))
+            } catch let error as PolicyError {
+                problems.append(error.description)
+            } catch {
+                problems.append("\(policyFile ?? "?"):1:1: error: cannot read policy file: \(error)")
+            }
+        }
+        let oldNames = Set(current.interfaces.map(\.name))
+        let added = next.interfaces.filter { !oldNames.contains($0.name) }
+        var claims: [String: AgentOwnership] = [:]
+        if problems.isEmpty {
+            for c in added {
+                do {
+                    claims[c.name] = try AgentOwnership.claim(AgentOwnershipRecord(
+                        pid: getpid(), interface: c.name, policy: c.policyLabel, config: next.configFile))
+                } catch {
+                    problems.append(error.description)
+                    break
+                }
+            }
+        }
+        guard problems.isEmpty else {
+            for claim in claims.values { claim.release() }
+            metrics.configReload(ok: false)
+            logger.error("agent config rejected; the running configuration stays", metadata: [
+                "file": "\(file)", "reason": "\(reason)", "errors": "\(problems.joined(separator: "; "))"])
+            return
+        }
+
+        policies.merge(newPolicies) { old, _ in old }
+        let newNames = Set(next.interfaces.map(\.name))
+        for state in interfaces where !newNames.contains(state.config.name) {
+            let name = state.config.name
+            if next.detachOnExit {
+                if dataplane.health(interface: name) != .absent { try? dataplane.detach(interface: name) }
+                logger.notice("interface removed from the config: detached (detach-on-exit)", metadata: ["interface": "\(name)"])
+            } else {
+                logger.notice("interface removed from the config: released; enforcement stays pinned", metadata: [
+                    "interface": "\(name)", "pins": "\(dataplane.pinDirectory(name))"])
+            }
+            state.ownership?.release()
+        }
+        var updated: [InterfaceState] = []
+        for c in next.interfaces {
+            if var state = interfaces.first(where: { $0.config.name == c.name }) {
+                if state.config.policy != c.policy {
+                    if state.installedSHA != nil { state.installedSHA = "" }  // install the new file's policy
+                    logger.info("interface policy changed in the config", metadata: [
+                        "interface": "\(c.name)", "policy": "\(c.policyLabel)"])
+                }
+                if state.config.mode != c.mode {
+                    logger.warning("a changed XDP mode takes effect when the interface is attached again (restart the agent after detaching)", metadata: [
+                        "interface": "\(c.name)", "mode": "\(c.mode.rawValue)"])
+                }
+                state.config = c
+                updated.append(state)
+            } else {
+                var state = InterfaceState(config: c)
+                state.ownership = claims[c.name]
+                metrics.register(interface: c.name)
+                logger.info("interface added to the config", metadata: ["interface": "\(c.name)", "policy": "\(c.policyLabel)"])
+                updated.append(state)
+            }
+        }
+        interfaces = updated
+        let inUse = Set(next.policyFiles.map { $0 ?? "" })
+        policies = policies.filter { inUse.contains($0.key ?? "") }
+        if next.metricsAddress != current.metricsAddress {
+            logger.warning("a changed metrics address takes effect on restart", metadata: [
+                "running": "\(current.metricsAddress?.description ?? "off")", "configured": "\(next.metricsAddress?.description ?? "off")"])
+        }
+        if next.logLevel != current.logLevel {
+            LogfmtLogHandler.level.set(next.logLevel)
+            logger.notice("log level changed", metadata: ["level": "\(next.logLevel.rawValue)"])
+        }
+        current = next
+        logger.debug("config in force", metadata: [
+            "interfaces": "\(next.interfaces.map { "\($0.name):\($0.policyLabel)" }.joined(separator: ","))",
+            "log_level": "\(next.logLevel.rawValue)", "detach_on_exit": "\(next.detachOnExit)"])
+        metrics.configReload(ok: true)
+        logger.info("agent config reloaded", metadata: [
+            "file": "\(file)", "reason": "\(reason)", "interfaces": "\(next.interfaces.map(\.name).joined(separator: ","))"])
+        for index in interfaces.indices {
+            do {
+                try ensure(index, starting: false)
+            } catch {
+                interfaces[index].lastError = error.description
+                logger.error("cannot enforce on the interface yet; retrying", metadata: [
+                    "interface": "\(interfaces[index].config.name)", "error": "\(error.description)"])
+            }
+        }
+    }
 
     // MARK: - Helpers
 

@@ -273,3 +273,49 @@ public enum AgentConfigParser {
         PolicyDiagnostic(severity: .error, location: SourceLocation(file: file, line: line, column: column), message: message)
     }
 }
+
+/// Where the agent's configuration comes from: an optional config file and the flags given beside it, which override
+/// the file. The agent keeps it to re-read the file on SIGHUP or when it changes, with the same flags on top.
+public struct AgentConfigSource: Sendable {
+    public var file: String?
+    public var interfaces: [String] = []
+    public var policy: String?
+    public var mode: AttachModeRequest?
+    /// nil: as the file says; .some(nil): off.
+    public var metricsAddress: ListenAddress??
+    public var logLevel: Logger.Level?
+    public var detachOnExit = false
+    /// Relative policy paths given as flags are relative to this folder (the agent's starting folder).
+    public var workingDirectory: String
+
+    public init(file: String?, workingDirectory: String = FileManager.default.currentDirectoryPath) {
+        self.file = file
+        self.workingDirectory = workingDirectory
+    }
+
+    /// The file (if any) with the flags applied; every problem with FILE:LINE:COLUMN.
+    public func load() throws(AgentConfigError) -> AgentConfig {
+        var c = AgentConfig()
+        if let file {
+            c = try AgentConfigParser.load(contentsOf: file)
+        }
+        if !interfaces.isEmpty {
+            let shared = policy ?? (c.policyFiles.count == 1 ? c.policyFiles[0] : nil)
+            c.interfaces = interfaces.map { InterfaceConfig(name: $0, policy: shared, mode: mode ?? .auto) }
+        } else {
+            if let policy { for i in c.interfaces.indices { c.interfaces[i].policy = policy } }
+            if let mode { for i in c.interfaces.indices { c.interfaces[i].mode = mode } }
+        }
+        // Absolute paths: the ownership record and logs name them, and the agent may change folder.
+        for i in c.interfaces.indices {
+            if let p = c.interfaces[i].policy, !p.hasPrefix("/") {
+                c.interfaces[i].policy = workingDirectory + "/" + p
+            }
+        }
+        if let metricsAddress { c.metricsAddress = metricsAddress }
+        if let logLevel { c.logLevel = logLevel }
+        if detachOnExit { c.detachOnExit = true }
+        c.configFile = file
+        return c
+    }
+}

@@ -28,6 +28,7 @@ public struct AgentService: Service {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await _ in hangups {
+                        agent.reloadConfig(reason: "SIGHUP", force: true)
                         agent.reloadPolicies(reason: "SIGHUP", force: true)
                     }
                 }
@@ -35,6 +36,7 @@ public struct AgentService: Service {
                     for await _ in watcher.events {
                         // Let a burst of events (an editor's rename dance, a ConfigMap swap) settle first.
                         try? await Task.sleep(for: .milliseconds(150))
+                        agent.reloadConfig(reason: "config file changed", force: false)
                         agent.reloadPolicies(reason: "policy file changed", force: false)
                     }
                 }
@@ -45,7 +47,10 @@ public struct AgentService: Service {
                         if Task.isCancelled { break }
                         agent.reconcile()
                         tick += 1
-                        if tick % 4 == 0 { agent.reloadPolicies(reason: "policy file changed", force: false) }
+                        if tick % 4 == 0 {
+                            agent.reloadConfig(reason: "config file changed", force: false)
+                            agent.reloadPolicies(reason: "policy file changed", force: false)
+                        }
                     }
                 }
                 await group.waitForAll()
@@ -59,12 +64,12 @@ public struct AgentService: Service {
 /// Runs the agent until SIGTERM or SIGINT: loads the policies, claims the interfaces, binds the metrics server,
 /// attaches or adopts, then serves. Errors before serving are thrown (nothing enforced is changed by them).
 public enum AgentRunner {
-    public static func run(config: AgentConfig, logger: Logger) async throws(AgentError) {
-        let agent = Agent(config: config, logger: logger)
+    public static func run(config: AgentConfig, source: AgentConfigSource? = nil, logger: Logger) async throws(AgentError) {
+        let agent = Agent(config: config, source: source, logger: logger)
         try agent.prepare()
         var server: MetricsServer?
         if let address = config.metricsAddress {
-            let exposition = MetricsExposition(interfaces: config.interfaces.map(\.name), dataplane: agent.dataplane, metrics: agent.metrics)
+            let exposition = MetricsExposition(interfaces: { agent.interfaceNames }, dataplane: agent.dataplane, metrics: agent.metrics)
             do {
                 server = try await MetricsServer.bind(address, logger: logger) { _, path in
                     switch path {

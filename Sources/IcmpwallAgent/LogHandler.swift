@@ -13,16 +13,25 @@ import Musl
 /// priority (`<6>`), which journald turns into the entry's priority, and carries no timestamp (the journal has
 /// one); elsewhere lines start with an RFC 3339 timestamp.
 public struct LogfmtLogHandler: LogHandler {
-    public var logLevel: Logger.Level
+    /// The process-wide level every handler follows unless it was given its own: a reload of the agent's config
+    /// changes it for loggers already handed out.
+    public static let level = SharedLogLevel()
+
+    private var ownLevel: Logger.Level?
+    public var logLevel: Logger.Level {
+        get { ownLevel ?? Self.level.get() }
+        set { ownLevel = newValue }
+    }
     public var metadata: Logger.Metadata = [:]
     public let label: String
     let journald: Bool
 
     private static let lock = NSLock()
 
-    public init(label: String, level: Logger.Level, journald: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil) {
+    /// `level` nil: follow ``level`` (the shared one).
+    public init(label: String, level: Logger.Level? = nil, journald: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil) {
         self.label = label
-        self.logLevel = level
+        self.ownLevel = level
         self.journald = journald
     }
 
@@ -101,4 +110,13 @@ public struct LogfmtLogHandler: LogHandler {
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday),
                       Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(ts.tv_nsec / 1_000_000))
     }
+}
+
+/// A log level shared by every handler of the process, changeable while it runs.
+public final class SharedLogLevel: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Logger.Level = .info
+
+    public func get() -> Logger.Level { lock.withLock { value } }
+    public func set(_ level: Logger.Level) { lock.withLock { value = level } }
 }

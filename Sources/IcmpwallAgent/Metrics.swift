@@ -4,46 +4,72 @@ import IcmpwallDataplane
 import IcmpwallPolicy
 import Prometheus
 
-/// The agent's own metrics (reloads, re-attachments, build info), in a swift-prometheus registry.
+/// The agent's own metrics (reloads, re-attachments, restored pins, build info), in a swift-prometheus registry.
+/// Per-interface counters are made when an interface is configured (at start or by a config reload).
 public final class AgentMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
-    private let reloadsOK: [String: Counter]
-    private let reloadsFailed: [String: Counter]
-    private let reattachments: [String: Counter]
+    private let configReloadsOK: Counter
+    private let configReloadsFailed: Counter
+
+    static let reloadHelp = "Policy reloads (SIGHUP or a change of the policy file), by result: ok (applied, or accepted while the interface is away) or failed (invalid or unreadable policy, kernel refusal: the running policy stayed)."
 
     init(interfaces: [String]) {
-        let reloadHelp = "Policy reloads (SIGHUP or a change of the policy file), by result: ok (applied, or accepted while the interface is away) or failed (invalid or unreadable policy, kernel refusal: the running policy stayed)."
-        var ok: [String: Counter] = [:], failed: [String: Counter] = [:], reattach: [String: Counter] = [:]
-        for name in interfaces {
-            ok[name] = registry.makeCounter(name: "icmpwall_policy_reloads_total", labels: [("interface", name), ("result", "ok")], help: reloadHelp)
-            failed[name] = registry.makeCounter(name: "icmpwall_policy_reloads_total", labels: [("interface", name), ("result", "failed")], help: reloadHelp)
-            reattach[name] = registry.makeCounter(name: "icmpwall_reattachments_total", labels: [("interface", name)],
-                                                  help: "Times the agent re-attached the pinned datapath to an interface that came back.")
-        }
-        reloadsOK = ok
-        reloadsFailed = failed
-        reattachments = reattach
+        let configHelp = "Reloads of the agent's config file (SIGHUP or a change of the file), by result: ok (applied) or failed (invalid config or policy, an interface another agent owns: the running configuration stayed)."
+        configReloadsOK = registry.makeCounter(name: "icmpwall_config_reloads_total", labels: [("result", "ok")], help: configHelp)
+        configReloadsFailed = registry.makeCounter(name: "icmpwall_config_reloads_total", labels: [("result", "failed")], help: configHelp)
         registry.makeGauge(name: "icmpwall_build_info", labels: [("version", IcmpwallVersion.string), ("abi", "\(IcmpwallVersion.abi)")],
                            help: "The running agent's version and datapath ABI (always 1).").set(to: 1.0)
+        for name in interfaces { register(interface: name) }
+    }
+
+    /// Makes the interface's counters (at 0); the registry returns the same counter for the same name and labels.
+    func register(interface name: String) {
+        _ = reloads(name, ok: true)
+        _ = reloads(name, ok: false)
+        _ = reattachments(name)
+        _ = restoredPins(name)
+    }
+
+    private func reloads(_ name: String, ok: Bool) -> Counter {
+        registry.makeCounter(name: "icmpwall_policy_reloads_total", labels: [("interface", name), ("result", ok ? "ok" : "failed")], help: Self.reloadHelp)
+    }
+
+    private func reattachments(_ name: String) -> Counter {
+        registry.makeCounter(name: "icmpwall_reattachments_total", labels: [("interface", name)],
+                             help: "Times the agent re-attached the pinned datapath to an interface that came back.")
+    }
+
+    private func restoredPins(_ name: String) -> Counter {
+        registry.makeCounter(name: "icmpwall_pins_restored_total", labels: [("interface", name)],
+                             help: "Times the agent found pins removed underneath it and pinned its held link and maps again (enforcement never stopped).")
     }
 
     func reload(_ interface: String, ok: Bool) {
-        (ok ? reloadsOK : reloadsFailed)[interface]?.increment()
+        reloads(interface, ok: ok).increment()
     }
 
     func reattached(_ interface: String) {
-        reattachments[interface]?.increment()
+        reattachments(interface).increment()
+    }
+
+    func pinsRestored(_ interface: String) {
+        restoredPins(interface).increment()
+    }
+
+    func configReload(ok: Bool) {
+        (ok ? configReloadsOK : configReloadsFailed).increment()
     }
 }
 
 /// Renders the Prometheus text exposition: the agent's registry, then the datapath's counters read from the pins at
 /// scrape time (they are kernel counters: absolute values, summed over CPUs).
 public struct MetricsExposition: Sendable {
-    public let interfaces: [String]
+    /// The interfaces to report, asked at every scrape (a config reload changes them).
+    public let interfaces: @Sendable () -> [String]
     public let dataplane: Dataplane
     public let metrics: AgentMetrics
 
-    public init(interfaces: [String], dataplane: Dataplane, metrics: AgentMetrics) {
+    public init(interfaces: @escaping @Sendable () -> [String], dataplane: Dataplane, metrics: AgentMetrics) {
         self.interfaces = interfaces
         self.dataplane = dataplane
         self.metrics = metrics
@@ -67,7 +93,7 @@ public struct MetricsExposition: Sendable {
         var ruleMatched: [String: UInt64] = [:], ruleDropped: [String: UInt64] = [:]
         var guardDropped: [String: UInt64] = [:], guardPassed: [String: UInt64] = [:]
         var enforcing: [String: Int] = [:], generation: [String: UInt32] = [:], info: [String: Int] = [:]
-        for name in interfaces {
+        for name in interfaces() {
             let health = dataplane.health(interface: name)
             if case .enforcing = health { enforcing[labels(["interface": name])] = 1 } else { enforcing[labels(["interface": name])] = 0 }
             guard health != .absent,
@@ -78,8 +104,9 @@ public struct MetricsExposition: Sendable {
             info[labels(["interface": name, "policy": status.policyName, "sha256": status.policySHA256])] = 1
             for row in snapshot.counters {
                 let (type, code) = Self.labels(family: row.family, type: row.type, code: row.code)
+                // Egress rows are the ICMP errors this host generated: passed = sent, dropped = suppressed by the limiter.
                 for (verdict, p, b) in [("passed", row.passed, row.passedBytes), ("dropped", row.dropped, row.droppedBytes)] {
-                    let key = labels(["interface": name, "direction": "ingress", "family": row.family, "type": type, "code": code, "verdict": verdict])
+                    let key = labels(["interface": name, "direction": row.direction, "family": row.family, "type": type, "code": code, "verdict": verdict])
                     packets[key, default: 0] &+= p
                     bytes[key, default: 0] &+= b
                 }
@@ -103,7 +130,7 @@ public struct MetricsExposition: Sendable {
         family("icmpwall_interface_enforcing", "gauge", "1 while the datapath is attached to the interface and enforcing, 0 while it is not (interface gone, link lost).", enforcing)
         family("icmpwall_policy_info", "gauge", "The policy running on the interface (name and sha256 of its file), always 1.", info)
         family("icmpwall_policy_generation", "gauge", "How many times a policy was installed on the interface since it was attached.", generation)
-        family("icmpwall_packets_total", "counter", "ICMP and ICMPv6 frames judged, by interface, direction, family, type, code and verdict (unnamed types and codes fold into \"other\").", packets)
+        family("icmpwall_packets_total", "counter", "ICMP and ICMPv6 frames judged, by interface, direction, family, type, code and verdict (unnamed types and codes fold into \"other\"). direction=\"egress\": ICMP errors this host generated, verdict passed = sent, dropped = suppressed by the egress limiter.", packets)
         family("icmpwall_bytes_total", "counter", "Bytes (frame lengths) of the ICMP and ICMPv6 frames judged, with the labels of icmpwall_packets_total.", bytes)
         family("icmpwall_rule_matched_total", "counter", "Frames each rule matched (\"default\": frames no rule matched).", ruleMatched)
         family("icmpwall_rule_dropped_total", "counter", "Frames each rule dropped.", ruleDropped)

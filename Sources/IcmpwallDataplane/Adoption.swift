@@ -140,6 +140,7 @@ extension Dataplane {
             try? meta.update(UInt32(0), value)
         }
         _ = object
+        securePins(interface: interface)
         return gotMode
     }
 }

@@ -18,6 +18,11 @@ public struct AttachResult: Sendable {
     public var programID: UInt32
     public var pinDirectory: String
     public var install: InstallResult
+    /// Set when attach found pins of an older datapath ABI and upgraded them in place (no gap).
+    public var upgrade: UpgradeReport?
+    /// Set when attach found pins whose link had gone (its pin removed, or the interface came back) and attached
+    /// their program again: policy, counters and buckets continue.
+    public var restoredLink = false
 }
 
 /// One interface icmpwall protects, as `status` reports it.
@@ -37,6 +42,11 @@ public struct AttachmentStatus: Sendable, Codable {
     public var enforcing: Bool
     /// The program id of the egress error limiter's tc filter, nil when it is not attached.
     public var egressProgramID: UInt32?
+    /// False when the link pin is gone (removed by hand): without an agent holding the link, that detached the
+    /// program; `attach` restores it from the pinned maps.
+    public var linkPinned: Bool = true
+    /// The datapath ABI the pins were written by.
+    public var abiVersion: UInt32 = 0
 
     enum CodingKeys: String, CodingKey {
         case interface, mode, enforcing, generation
@@ -49,6 +59,8 @@ public struct AttachmentStatus: Sendable, Codable {
         case appliedAt = "applied_at"
         case pinDirectory = "pin_directory"
         case egressProgramID = "egress_program_id"
+        case linkPinned = "link_pinned"
+        case abiVersion = "abi_version"
     }
 }
 
@@ -78,6 +90,9 @@ public struct Dataplane: Sendable {
         let ifindex: Int32
         do { ifindex = try Interfaces.index(named: interface) } catch {
             throw .invalidInput("interface \(interface) does not exist in this network namespace")
+        }
+        if FileManager.default.fileExists(atPath: mapsDirectory(interface)) {
+            return try attachOverPins(interface: interface, policy: compiled, mode: request)
         }
         if isAttached(interface) {
             throw .invalidInput("icmpwall is already attached to \(interface) (pins in \(pinDirectory(interface))); use `icmpwall apply --interface \(interface) POLICY` to change its policy, or `icmpwall detach --interface \(interface)` first")
@@ -125,6 +140,7 @@ public struct Dataplane: Sendable {
             try maps.meta.update(UInt32(0), meta)
             // The link pin last: once it exists, the attachment is complete.
             try link.pin(at: linkPin(interface))
+            securePins(interface: interface)
         } catch {
             try? BPFFS.removeTree(directory)
             Self.removeEgressFilter(interface: interface, ifindex: ifindex, removeClsact: createdClsact)
@@ -142,6 +158,7 @@ public struct Dataplane: Sendable {
         guard isAttached(interface) else {
             throw .invalidInput("icmpwall is not attached to \(interface); run `icmpwall attach --interface \(interface) --policy FILE` first")
         }
+        try refuseOtherABI(interface, command: "apply")
         let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
         return try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).install(compiled) }
     }
@@ -206,7 +223,8 @@ public struct Dataplane: Sendable {
                 appliedAt: meta.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.applied_at_ns) / 1e9),
                 pinDirectory: pinDirectory(name),
                 enforcing: enforcing,
-                egressProgramID: egressFilterProgramID(interface: name)))
+                egressProgramID: egressFilterProgramID(interface: name),
+                linkPinned: BPFFS.exists(linkPin(name)), abiVersion: meta.abi_version))
         }
         return result
     }
@@ -217,7 +235,41 @@ public struct Dataplane: Sendable {
         guard FileManager.default.fileExists(atPath: mapsDirectory(interface)) else {
             throw .invalidInput("icmpwall is not attached to \(interface) (no pins in \(pinDirectory(interface)))")
         }
+        try refuseOtherABI(interface, command: "stats")
         return try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
+    }
+
+    /// `attach` on an interface that already has pins: pins of an older ABI are upgraded in place; pins whose link
+    /// is gone get their program attached again (then the policy is installed, counters continue); pins that
+    /// enforce are refused as before.
+    private func attachOverPins(interface: String, policy compiled: CompiledPolicy,
+                                mode request: AttachModeRequest) throws(DataplaneError) -> AttachResult {
+        try AgentOwnership.refuseIfManaged(interface: interface)  // the agent restores and upgrades its own
+        if pinsNeedUpgrade(interface: interface) {
+            let report = try upgrade(interface: interface, policy: compiled)
+            let meta = (try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta")).flatMap { try? $0.lookup(UInt32(0), as: icw_meta.self) }
+            return AttachResult(interface: interface, mode: XDPAttachMode(rawValue: meta.map { Self.string($0.attach_mode) } ?? "") ?? .generic,
+                                programID: report.newProgramID, pinDirectory: pinDirectory(interface), install: report.install,
+                                upgrade: report)
+        }
+        switch health(interface: interface) {
+        case .linkLost:
+            try refuseOtherABI(interface, command: "attach")
+            let mode = try reattach(interface: interface, mode: request)
+            let install = try self.install(interface: interface, policy: compiled)
+            securePins(interface: interface)
+            let programID = (try? BPFLink.openPinned(linkPin(interface)).info().programID) ?? 0
+            return AttachResult(interface: interface, mode: mode, programID: programID, pinDirectory: pinDirectory(interface),
+                                install: install, restoredLink: true)
+        case .interfaceMissing, .enforcing, .absent:
+            throw .invalidInput("icmpwall is already attached to \(interface) (pins in \(pinDirectory(interface))); use `icmpwall apply --interface \(interface) POLICY` to change its policy, or `icmpwall detach --interface \(interface)` first")
+        }
+    }
+
+    /// Refuses to write into pins of another datapath ABI (their maps may not mean what this version writes).
+    func refuseOtherABI(_ interface: String, command: String) throws(DataplaneError) {
+        guard pinsNeedUpgrade(interface: interface), let abi = pinnedABIVersion(interface: interface) else { return }
+        throw .invalidInput("the pins of \(interface) (\(pinDirectory(interface))) hold datapath ABI \(abi), this icmpwall speaks ABI \(IcmpwallVersion.abi); `\(command)` does not read or write their maps. `icmpwall attach --interface \(interface) --policy FILE` upgrades them in place without a gap")
     }
 
     // MARK: - helpers

@@ -12,7 +12,9 @@ struct AgentCommand: ParsableCommand {
         Attaches the policy to each interface (adopting pinned state it finds: no gap, counters continue) and runs \
         until SIGTERM or SIGINT. Reloads the policy files on SIGHUP and when they change (their folders are watched, \
         so a Kubernetes ConfigMap's symlink swap counts); an invalid policy is logged with its FILE:LINE:COLUMN errors \
-        and the running one stays. An interface that goes away is re-attached when it comes back. Stopping the agent \
+        and the running one stays; SIGHUP and a change of --config's file also re-read the agent config (interfaces added \
+        and removed, policy paths, log level). An interface that goes away is re-attached when it comes back; pins \
+        removed underneath are pinned again; pins of an older datapath ABI are upgraded in place. Stopping the agent \
         leaves enforcement pinned (fail-static) unless --detach-on-exit. Metrics: http://127.0.0.1:9464/metrics, \
         readiness: /healthz. Flags override the config file (schema: docs/agent.md).
         """)
@@ -38,43 +40,36 @@ struct AgentCommand: ParsableCommand {
         }
     }
 
+    /// The config file and the flags that override it (also on every reload of the file).
+    func configSource() -> AgentConfigSource {
+        var source = AgentConfigSource(file: config)
+        source.interfaces = interface
+        source.policy = policy
+        source.mode = mode
+        if let metricsAddress { source.metricsAddress = .some(metricsAddress == "off" ? nil : ListenAddress(parsing: metricsAddress)) }
+        source.logLevel = logLevel.flatMap(Logger.Level.init(rawValue:))
+        source.detachOnExit = detachOnExit
+        return source
+    }
+
     func resolvedConfig() throws -> AgentConfig {
-        var c = AgentConfig()
-        if let config {
-            do { c = try AgentConfigParser.load(contentsOf: config) } catch {
-                throw CLIError.invalid("invalid agent config:\n\(error.description)")
-            }
+        do { return try configSource().load() } catch {
+            throw CLIError.invalid("invalid agent config:\n\(error.description)")
         }
-        if !interface.isEmpty {
-            let shared = policy ?? (c.policyFiles.count == 1 ? c.policyFiles[0] : nil)
-            c.interfaces = interface.map { InterfaceConfig(name: $0, policy: shared, mode: mode ?? .auto) }
-        } else {
-            if let policy { for i in c.interfaces.indices { c.interfaces[i].policy = policy } }
-            if let mode { for i in c.interfaces.indices { c.interfaces[i].mode = mode } }
-        }
-        // Absolute paths: the ownership record and logs name them, and the agent may change folder.
-        for i in c.interfaces.indices {
-            if let p = c.interfaces[i].policy, !p.hasPrefix("/") {
-                c.interfaces[i].policy = FileManager.default.currentDirectoryPath + "/" + p
-            }
-        }
-        if let metricsAddress { c.metricsAddress = metricsAddress == "off" ? nil : ListenAddress(parsing: metricsAddress) }
-        if let logLevel, let level = Logger.Level(rawValue: logLevel) { c.logLevel = level }
-        if detachOnExit { c.detachOnExit = true }
-        return c
     }
 
     func run() throws {
+        let source = configSource()
         let config = try resolvedConfig()
-        let level = config.logLevel
-        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level) }
+        LogfmtLogHandler.level.set(config.logLevel)
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label) }
         let logger = Logger(label: "icmpwall.agent")
 
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var failure: AgentError?
         Task {
             do throws(AgentError) {
-                try await AgentRunner.run(config: config, logger: logger)
+                try await AgentRunner.run(config: config, source: source, logger: logger)
             } catch {
                 failure = error
             }

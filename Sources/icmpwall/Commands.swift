@@ -34,7 +34,9 @@ struct Attach: ParsableCommand {
         abstract: "Load the datapath, attach it to an interface and pin its state.",
         discussion: """
         Enforcement continues after the command exits; state is pinned under /sys/fs/bpf/icmpwall/IF/. \
-        Without --policy the embedded edge-default policy is used.
+        Without --policy the embedded edge-default policy is used. Over existing pins: pins of an older datapath ABI \
+        are upgraded in place without a gap; pins whose link was lost (its pin removed) get their program attached \
+        again, counters continuing.
         """)
 
     @Option(name: .long, help: "The interface to protect.") var interface: String
@@ -47,6 +49,14 @@ struct Attach: ParsableCommand {
         let compiled = try loadPolicy(policy, enforcing: true)
         try requirePrivileges(for: "attach", mount: !BPFFS.isMounted())
         let result = try Dataplane().attach(interface: interface, policy: compiled, mode: mode)
+        if let u = result.upgrade {
+            print("upgraded \(result.interface) in place from datapath ABI \(u.fromABI) to \(u.toABI) without a gap (program \(u.oldProgramID) -> \(u.newProgramID) on the same link): policy \(compiled.policy.name), generation \(u.install.generation); carried over: \(u.carried.joined(separator: ", ")); started afresh: \(u.fresh.joined(separator: ", "))")
+            return
+        }
+        if result.restoredLink {
+            print("restored the pinned datapath on \(result.interface) in \(result.mode.rawValue) mode (counters and buckets continue): policy \(compiled.policy.name), generation \(result.install.generation)")
+            return
+        }
         print("attached to \(result.interface) in \(result.mode.rawValue) mode: policy \(compiled.policy.name) (\(compiled.policy.rules.count) rules, generation \(result.install.generation)), pins in \(result.pinDirectory)")
     }
 }
@@ -109,9 +119,12 @@ struct Status: ParsableCommand {
         }
         let formatter = ISO8601DateFormatter()
         for s in statuses {
-            print("\(s.interface): \(s.enforcing ? "enforcing" : "NOT ENFORCING (link lost)") in \(s.mode) mode, program id \(s.programID.map(String.init) ?? "-"), link id \(s.linkID.map(String.init) ?? "-")")
+            print("\(s.interface): \(s.enforcing ? "enforcing" : s.linkPinned ? "NOT ENFORCING (link lost)" : "NOT ENFORCING (link pin removed: the program was detached; `icmpwall attach --interface \(s.interface)` restores it with the pinned counters)") in \(s.mode) mode, program id \(s.programID.map(String.init) ?? "-"), link id \(s.linkID.map(String.init) ?? "-")")
             print("  policy \(s.policyName) sha256 \(s.policySHA256.prefix(16))…, \(s.ruleCount) rules, generation \(s.generation)")
             print("  egress error limiter: \(s.egressProgramID.map { "tc clsact egress filter, program id \($0)" } ?? "NOT ATTACHED")")
+            if s.abiVersion != 0 && Int(s.abiVersion) != IcmpwallVersion.abi {
+                print("  pins of datapath ABI \(s.abiVersion) (this icmpwall speaks \(IcmpwallVersion.abi)): `icmpwall attach --interface \(s.interface) --policy FILE` upgrades them in place")
+            }
             print("  attached \(s.attachedAt.map { formatter.string(from: $0) } ?? "-"), applied \(s.appliedAt.map { formatter.string(from: $0) } ?? "-"), pins \(s.pinDirectory)")
         }
     }

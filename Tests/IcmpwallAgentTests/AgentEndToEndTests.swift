@@ -35,20 +35,6 @@ final class AgentEndToEndTests {
             action: drop
         """
 
-    /// Runs the CLI inside the server namespace.
-    func cli(_ topology: LabTopology, _ arguments: [String]) throws -> Tool.Result {
-        try topology.run(in: topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
-    }
-
-    /// Removes what a test left: the agent, the pins, the claim, the namespaces.
-    func cleanUp(_ topology: LabTopology, _ agents: [AgentProcess?]) {
-        for a in agents { a?.kill9() }
-        _ = try? cli(topology, ["detach", "--interface", topology.serverInterface])
-        try? BPFFS.removeTree("/sys/fs/bpf/icmpwall/\(topology.serverInterface)")
-        try? FileManager.default.removeItem(atPath: AgentOwnership.path(interface: topology.serverInterface))
-        topology.destroy()
-    }
-
     func scrape(_ topology: LabTopology, port: Int) throws -> String {
         let r = try httpGet(namespace: topology.serverNamespace, port: port, path: "/metrics")
         #expect(r.status == 200)

@@ -271,3 +271,20 @@ func sendMaskReplies(_ topology: LabTopology, count: Int) throws -> Int {
     for _ in 0..<count { try sender.send(frame) }
     return frame.count
 }
+
+/// Runs the CLI inside the server namespace.
+func cli(_ topology: LabTopology, _ arguments: [String]) throws -> Tool.Result {
+    try topology.run(in: topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
+}
+
+/// Removes what an agent test left: the agents, the pins and claims of `interfaces` (default: the server's), the
+/// namespaces.
+func cleanUp(_ topology: LabTopology, _ agents: [AgentProcess?], interfaces: [String]? = nil) {
+    for a in agents { a?.kill9() }
+    for name in interfaces ?? [topology.serverInterface] {
+        _ = try? cli(topology, ["detach", "--interface", name])
+        try? BPFFS.removeTree("/sys/fs/bpf/icmpwall/\(name)")
+        try? FileManager.default.removeItem(atPath: AgentOwnership.path(interface: name))
+    }
+    topology.destroy()
+}

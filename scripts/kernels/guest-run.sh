@@ -92,9 +92,12 @@ has datapath && run_suite datapath IcmpwallDataplaneTests
 # killDuringApply (100 killed applies of 1,500-rule policies) is about the control plane, not the kernel, and
 # would take minutes under emulation: the host runs it.
 has e2e && SKIP=killDuringApply run_suite end-to-end IcmpwallEndToEndTests
+# Opt-in (KMATRIX_SUITES="pins"): in-place upgrade of ABI 1 pins, pins removed under an agent, pin modes. Kept out of
+# the default run for the guest's time budget; the host runs it in make test.
+has pins && run_suite pins PinSafetyTests
 
 # --- leftovers: the suites clean up after themselves ----------------------------------------------------------
-if has e2e; then
+if has e2e || has pins; then
 	left=$(ip netns list 2>/dev/null | wc -l)
 	if [ "$left" -ne 0 ]; then
 		fail "namespaces left behind on $KMATRIX_KERNEL: $(ip netns list | tr '\n' ' ')"

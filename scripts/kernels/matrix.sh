@@ -15,7 +15,7 @@
 # Environment: BUILD_DIR (.build), ICMPWALL_BIN and TEST_BUNDLE (default: the debug build in BUILD_DIR),
 # KMATRIX_CACHE (BUILD_DIR/kernels: extracted kernel packages, logs), KMATRIX_GUEST_TIMEOUT (seconds per
 # guest), KMATRIX_NO_UPDATE=1 (skip apt-get update; for local re-runs with a fresh package list),
-# KMATRIX_SUITES (run only these of "load datapath e2e" on every kernel), KMATRIX_COMMAND (debugging: run this
+# KMATRIX_SUITES (run only these of "load datapath e2e pins" on every kernel; pins is opt-in), KMATRIX_COMMAND (debugging: run this
 # shell command in each guest instead of the tests).
 #
 # Kernels are fetched with `apt-get download` and unpacked with `dpkg-deb -x` into the cache: nothing is installed

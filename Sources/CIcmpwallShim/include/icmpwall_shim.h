@@ -23,4 +23,8 @@ int icw_packet_send(int fd, int ifindex, const void *frame, unsigned long len);
 /* Receives one frame, waiting at most timeout_ms; 0 on timeout. Only frames arriving on the interface. */
 long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms);
 
+/* Swaps two paths atomically (renameat2 RENAME_EXCHANGE): an upgrade replaces a whole pin folder with no moment
+ * where neither exists. 0 or -errno (EINVAL where the file system cannot exchange). */
+int icw_rename_exchange(const char *a, const char *b);
+
 #endif
