@@ -103,6 +103,11 @@ commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 	printf ' -- %s  %s\n' "$maintainer" "$(date -R -d "@$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)")"
 } | gzip -9n > "$doc/changelog.gz"
 
+# prerm tells how to remove icmpwall's egress filter by its handle and priority: they must be the datapath's.
+tc_handle=$(awk '$2 == "ICW_TC_HANDLE" { print $3 }' "$repo/bpf/include/icmpwall_abi.h")
+tc_priority=$(awk '$2 == "ICW_TC_PRIORITY" { print $3 }' "$repo/bpf/include/icmpwall_abi.h")
+grep -qF "pref $((tc_priority)) handle $tc_handle bpf" "$repo/deploy/debian/prerm" \
+	|| die "deploy/debian/prerm must name the egress filter as pref $((tc_priority)) handle $tc_handle (bpf/include/icmpwall_abi.h)"
 for s in postinst prerm postrm; do install -m 0755 "$repo/deploy/debian/$s" "$stage/DEBIAN/$s"; done
 install -D -m 0644 "$repo/deploy/debian/lintian-overrides" "$stage/usr/share/lintian/overrides/icmpwall"
 (cd "$stage" && find etc -type f | sort | sed 's|^|/|') > "$stage/DEBIAN/conffiles"

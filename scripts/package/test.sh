@@ -5,20 +5,21 @@
 #
 # 1. A clean Debian 12: `debootstrap --variant=minbase bookworm` (cached as a tarball in BUILD_DIR/package-test for
 #    30 days, unpacked fresh every run) into BUILD_DIR/package-test/root.
-# 2. In a chroot there: `apt-get install ./icmpwall_*.deb` from the Debian mirror. libbpf1, libelf1 and libpcap0.8
-#    are not in minbase, so apt must find them through the package's Depends; then `icmpwall version`, `icmpwall
-#    check` on every shipped policy, conffiles registered. lintian on the .deb (errors and warnings fail).
+# 2. In a chroot there: `apt-get install --no-install-recommends ./icmpwall_*.deb` from the Debian mirror (as the
+#    Dockerfile does). libbpf1, libelf1 and libpcap0.8 are not in minbase, so apt must find them through the
+#    package's Depends; then `icmpwall version`, `icmpwall check` on every shipped policy, conffiles registered.
+#    lintian on the .deb (errors and warnings fail).
 # 3. What every real Debian server has beside (systemd, kmod, iproute2, curl), `systemd-analyze verify` of the
 #    installed unit, and the operator's steps: name the interface in /etc/icmpwall/agent.yaml, `systemctl enable
 #    icmpwall`. The interface is a dummy created by a oneshot unit of the test's before icmpwall starts.
 # 4. That root boots under QEMU/TCG with Debian 12's stock 6.1 kernel from the kernel matrix's cache
 #    (scripts/kernels/lib.sh: same initramfs, kmatrix.init=systemd: systemd is PID 1), no network device at all.
-#    A check unit in the guest waits (bounded) until `systemctl is-active icmpwall` is active, `icmpwall status`
-#    shows the interface enforcing with its egress filter, /metrics says it is enforcing and /healthz answers
-#    200; it writes its findings to the 9p work folder and powers off. Anything else fails the step, loudly.
+#    A check unit in the guest (scripts/package/guest-check.sh) waits, bounded, until the unit is active and
+#    enforcing with metrics, then tries reload, the upgrade path, remove and purge; it writes its findings to the
+#    9p work folder and powers off. Anything else, or no report in time, fails the step, loudly.
 #
 # Environment: BUILD_DIR, KMATRIX_CACHE (the kernels, shared with make test-kernels), PACKAGE_TEST_MIRROR,
-# PACKAGE_TEST_SECURITY_MIRROR, PACKAGE_TEST_GUEST_TIMEOUT (seconds, boot to power-off; default 300),
+# PACKAGE_TEST_SECURITY_MIRROR, PACKAGE_TEST_GUEST_TIMEOUT (seconds, boot to power-off; default 420),
 # KMATRIX_NO_UPDATE=1 (skip the host's apt-get update).
 set -euo pipefail
 
@@ -40,7 +41,7 @@ ptdir=$(realpath -m "$BUILD_DIR/package-test")
 cache=$(realpath -m "${KMATRIX_CACHE:-$BUILD_DIR/kernels}")
 mirror=${PACKAGE_TEST_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${PACKAGE_TEST_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-guest_timeout=${PACKAGE_TEST_GUEST_TIMEOUT:-300}
+guest_timeout=${PACKAGE_TEST_GUEST_TIMEOUT:-420}
 root=$ptdir/root
 base=$ptdir/bookworm-minbase.tar.zst
 archives=$ptdir/apt-archives
@@ -128,8 +129,8 @@ done
 step "apt-get update in the chroot"
 apt_in_root update -qq > "$work/apt-update-root.log" 2>&1 || { cat "$work/apt-update-root.log" >&2; die "apt-get update in the chroot failed"; }
 cp "$deb" "$root/tmp/"
-step "apt-get install ./$(basename "$deb") (Depends: $(dpkg-deb -f "$deb" Depends))"
-apt_in_root install -y "/tmp/$(basename "$deb")" > "$work/apt-install-deb.log" 2>&1 \
+step "apt-get install --no-install-recommends ./$(basename "$deb") (Depends: $(dpkg-deb -f "$deb" Depends))"
+apt_in_root install -y --no-install-recommends "/tmp/$(basename "$deb")" > "$work/apt-install-deb.log" 2>&1 \
 	|| { cat "$work/apt-install-deb.log" >&2; die "apt-get install of the package failed"; }
 sed -n '/^The following NEW packages will be installed:/,/^[0-9]* upgraded/p' "$work/apt-install-deb.log" | sed 's/^/  | /'
 grep '^icmpwall:' "$work/apt-install-deb.log" | sed 's/^/  | postinst: /' || true
@@ -174,6 +175,8 @@ verify=$(in_root systemd-analyze verify /lib/systemd/system/icmpwall.service 2>&
 [ -z "$verify" ] || die "systemd-analyze verify icmpwall.service complained: $verify"
 say "systemd-analyze verify icmpwall.service: clean"
 
+# Installing neither enables nor starts the agent (postinst): the config must name the interfaces first.
+[ ! -e "$root/etc/systemd/system/multi-user.target.wants/icmpwall.service" ] || die "installing the package enabled the unit"
 # The operator: the interface to protect, then `systemctl enable --now icmpwall` (now = at the boot below).
 sed -i "s/^  - eth0\$/  - $test_if/" "$root/etc/icmpwall/agent.yaml"
 grep -q "^  - $test_if\$" "$root/etc/icmpwall/agent.yaml" || die "cannot set the interface in /etc/icmpwall/agent.yaml"
@@ -195,14 +198,15 @@ Description=package test: is icmpwall active, enforcing and serving metrics
 After=icmpwall.service icmpwall-test-link.service
 [Service]
 Type=oneshot
-TimeoutStartSec=240
-ExecStart=/bin/bash /usr/local/sbin/icmpwall-test-check $test_if
+TimeoutStartSec=360
+ExecStart=/bin/bash /usr/local/sbin/icmpwall-test-check $test_if /var/cache/icmpwall-test/$(basename "$deb")
 ExecStopPost=/bin/systemctl poweroff --no-block
 StandardOutput=journal+console
 [Install]
 WantedBy=multi-user.target
 EOF
 install -m 0755 "$here/guest-check.sh" "$root/usr/local/sbin/icmpwall-test-check"
+install -D -m 0644 "$deb" "$root/var/cache/icmpwall-test/$(basename "$deb")"
 in_root systemctl enable icmpwall.service icmpwall-test-link.service icmpwall-test-check.service > /dev/null 2>&1 \
 	|| die "systemctl enable in the chroot failed"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/icmpwall.service" ] || die "systemctl enable icmpwall made no symlink"
@@ -247,8 +251,9 @@ done
 
 if [ -f "$run/result" ] && [ "$(tail -1 "$run/result")" = PASS ]; then
 	sed 's/^/  | /' "$run/result"
-	say "PASS: the .deb installs on a clean Debian 12 with apt, its binary checks every shipped policy, and the" \
-		"enabled unit starts at boot and enforces ($seconds s in the guest, $(( $(date +%s) - started )) s in all)"
+	say "PASS: the .deb installs on a clean Debian 12 with apt, its binary checks every shipped policy, the enabled" \
+		"unit starts at boot and enforces, and reload, upgrade, remove and purge behave ($seconds s in the guest," \
+		"$(( $(date +%s) - started )) s in all)"
 	remove_tree "$root"
 	exit 0
 fi
