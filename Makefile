@@ -61,3 +61,68 @@ FUZZ_OUT ?= $(BUILD_DIR)/fuzz-out
 fuzz: deps | $(TMPDIR)
 	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall-fuzz
 	$(BUILD_DIR)/release/icmpwall-fuzz --frames $(FRAMES) --seed $(SEED) --out $(FUZZ_OUT)
+
+# --- Install, Debian package, package test, container image (README "Deploy the agent") --------------------------
+# The release binary links the Swift runtime and Foundation statically: edge servers need no Swift toolchain, only
+# libbpf1, libelf1, zlib1g, libpcap0.8 and libc (the .deb's Depends, derived by dpkg-shlibdeps).
+PREFIX ?= /usr
+DESTDIR ?=
+UNIT_DIR ?= /lib/systemd/system
+RELEASE_BIN := $(BUILD_DIR)/release/icmpwall
+DEB_DIR := $(BUILD_DIR)/deb
+IMAGE ?= icmpwall:latest
+DOC_DIR = $(DESTDIR)$(PREFIX)/share/doc/icmpwall
+
+.PHONY: release install uninstall deb test-package image
+
+# No $$ORIGIN run path (the binary loads only system libraries); relocations resolved at start and then read-only
+# (-z now, with the default RELRO), as Debian builds its own binaries.
+release: deps | $(TMPDIR)
+	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now $(SWIFT_FLAGS) --product icmpwall
+
+# Files under /etc/icmpwall are the operator's (conffiles in the .deb): an existing one is never overwritten.
+install: release
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/icmpwall
+	install -d -m 0755 $(DESTDIR)/etc/icmpwall/policies $(DESTDIR)$(UNIT_DIR) $(DOC_DIR)/docs
+	@for f in Policies/*.yaml deploy/systemd/agent.yaml; do \
+		case $$f in Policies/*) to=$(DESTDIR)/etc/icmpwall/policies/$${f#Policies/} ;; *) to=$(DESTDIR)/etc/icmpwall/agent.yaml ;; esac; \
+		if [ -e "$$to" ]; then echo "keeping $$to (the new default is $$f)"; else echo "install $$f $$to"; install -m 0644 "$$f" "$$to"; fi; \
+	done
+	sed 's|/usr/bin/icmpwall|$(PREFIX)/bin/icmpwall|g; s|/usr/share/doc/icmpwall|$(PREFIX)/share/doc/icmpwall|g' \
+		deploy/systemd/icmpwall.service > $(DESTDIR)$(UNIT_DIR)/icmpwall.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/icmpwall.service
+	install -m 0644 README.md $(DOC_DIR)/
+	install -m 0644 docs/*.md $(DOC_DIR)/docs/
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+# Removes what install put outside /etc (the config and policies stay, like a removed but not purged .deb). Stops
+# the agent; enforcement stays pinned (fail-static): `icmpwall detach --interface IF` first to lift it.
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now icmpwall.service 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/icmpwall $(DESTDIR)$(UNIT_DIR)/icmpwall.service
+	rm -rf $(DOC_DIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@if [ -z "$(DESTDIR)" ] && [ -n "$$(ls -A /sys/fs/bpf/icmpwall 2>/dev/null)" ]; then \
+		echo "still enforcing (pinned in /sys/fs/bpf/icmpwall): $$(ls /sys/fs/bpf/icmpwall | tr '\n' ' ')"; fi
+
+# The .deb from the install tree: scripts/package/build-deb.sh (Depends from dpkg-shlibdeps, conffiles, deploy/debian/
+# maintainer scripts); writes $(DEB_DIR)/icmpwall_VERSION_ARCH.deb.
+deb: release
+	rm -rf $(DEB_DIR)/debian
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEB_DIR))/debian/icmpwall PREFIX=/usr UNIT_DIR=/lib/systemd/system
+	BUILD_DIR=$(BUILD_DIR) bash scripts/package/build-deb.sh $(DEB_DIR)/debian/icmpwall $(DEB_DIR)
+
+# The .deb on a clean Debian 12 (debootstrap minbase): apt resolves its Depends, the binary runs `check` on every
+# shipped policy, lintian, systemd-analyze verify; then that system boots under QEMU (Debian 12's 6.1 kernel from
+# the kernel matrix's cache) with systemd, and the enabled unit must be active, enforcing and serving /metrics.
+test-package: deb
+	BUILD_DIR=$(BUILD_DIR) bash scripts/package/test.sh "$$(cat $(DEB_DIR)/latest)"
+
+# The DaemonSet's image (deploy/kubernetes/Dockerfile: debian:12-slim plus the .deb, installed by apt as
+# test-package does in its chroot). Needs docker or podman, which CI does not have.
+image: deb
+	rm -rf $(BUILD_DIR)/image && mkdir -p $(BUILD_DIR)/image
+	cp "$$(cat $(DEB_DIR)/latest)" deploy/kubernetes/Dockerfile $(BUILD_DIR)/image/
+	@engine=$$(command -v docker || command -v podman || true); \
+	if [ -z "$$engine" ]; then echo "make image: no docker or podman here; the context is $(BUILD_DIR)/image" >&2; exit 1; fi; \
+	"$$engine" build -t $(IMAGE) $(BUILD_DIR)/image

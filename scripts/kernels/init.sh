@@ -1,10 +1,12 @@
 #!/bin/busybox sh
-# /init of the kernel-matrix initramfs (built by scripts/kernels/matrix.sh; busybox only, no host tools yet).
+# /init of the kernel-matrix initramfs (built by scripts/kernels/lib.sh; busybox only, no host tools yet).
 #
 # Loads the 9p/virtio/overlay modules listed in /modules/order (taken from the guest kernel's own package),
 # mounts the host's root read-only over 9p (tag "hostroot") with a RAM overlay on top, mounts the run's work
 # folder read-write (tag "work") at /kmatrix, gives the new root fresh proc/sys/dev/bpffs/tmp/run, runs
 # /kmatrix/cmd.sh in it, records its exit code in /kmatrix/rc, prints it on the serial console and powers off.
+# With kmatrix.init=systemd on the kernel command line it boots the shared root's systemd instead (the package
+# test, scripts/package/test.sh).
 /bin/busybox mkdir -p /bin /sbin /proc /sys /dev /lower /rw /newroot
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -45,6 +47,20 @@ mkdir -p /newroot/kmatrix
 if ! mount -t 9p -o "$opts" work /newroot/kmatrix; then
 	say "cannot mount the work folder over 9p"
 	finish 92
+fi
+
+if grep -q 'kmatrix\.init=systemd' /proc/cmdline; then
+	# A whole Debian system as the root ("hostroot" is then its folder, scripts/package/test.sh): its own systemd
+	# becomes PID 1 on the overlay root, with the guest kernel's modules (tag "modules") where kmod looks for them
+	# and the work folder still at /kmatrix. systemd mounts proc, sys, bpffs, run and tmp itself.
+	krel=$(uname -r)
+	mkdir -p "/newroot/lib/modules/$krel"
+	mount -t 9p -o "$opts,ro,cache=loose" modules "/newroot/lib/modules/$krel" || say "cannot mount the kernel's modules"
+	mount --move /dev /newroot/dev
+	umount /sys /proc
+	exec switch_root /newroot /lib/systemd/systemd
+	say "switch_root to systemd failed"
+	finish 93
 fi
 
 mount -t proc proc /newroot/proc
