@@ -184,8 +184,13 @@ public struct Dataplane: Sendable {
             guard FileManager.default.fileExists(atPath: mapsDirectory(name)) else {
                 throw .invalidInput("icmpwall is not attached to \(name) (no pins in \(pinDirectory(name)))")
             }
-            let metaMap = try bpf { () throws(BPFError) in try BPFMap.openPinned("\(mapsDirectory(name))/icw_meta") }
-            let meta = try bpf { () throws(BPFError) in try metaMap.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+            if let abi = pinnedABIVersion(interface: name), abi != 0, Int(abi) != IcmpwallVersion.abi {
+                throw .invalidInput("the pins of \(name) (\(pinDirectory(name))) hold datapath ABI \(abi); this icmpwall reads ABI \(IcmpwallVersion.abi)")
+            }
+            let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(name)) }
+            let meta = try bpf { () throws(BPFError) in try maps.meta.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+            // The slot icw_control names, not the last write: exactly the policy the datapath runs.
+            let running = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).runningPolicy() } ?? icw_policy_meta()
             var programID: UInt32?
             var linkID: UInt32?
             var enforcing = false
@@ -198,12 +203,12 @@ public struct Dataplane: Sendable {
                 interface: name,
                 mode: Self.string(meta.attach_mode),
                 programID: programID, linkID: linkID,
-                policyName: Self.string(meta.policy_name),
-                policySHA256: Self.hex(meta.policy_sha256),
-                generation: meta.generation,
-                ruleCount: meta.rule_count,
+                policyName: Self.string(running.policy_name),
+                policySHA256: Self.hex(running.policy_sha256),
+                generation: running.generation,
+                ruleCount: running.rule_count,
                 attachedAt: meta.attached_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.attached_at_ns) / 1e9),
-                appliedAt: meta.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.applied_at_ns) / 1e9),
+                appliedAt: running.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(running.applied_at_ns) / 1e9),
                 pinDirectory: pinDirectory(name),
                 enforcing: enforcing,
                 egressProgramID: egressFilterProgramID(interface: name)))
