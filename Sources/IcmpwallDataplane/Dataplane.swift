@@ -43,13 +43,20 @@ public enum DatapathNames {
 
 /// Opens the embedded datapath object, ready to load.
 public enum DatapathLoader {
+    /// Verifier flags of every load: strict alignment, so the programs are verified as they would have to run on
+    /// an architecture without efficient unaligned access, with IP headers 2 bytes off alignment (docs/reliability.md).
+    public static let loadFlags: BPFLoadFlags = [.strictAlignment]
+
     /// Opens (does not load) the datapath. `testMode` makes time come from the injected clock and
     /// records each verdict (for test-run and replay); production keeps it off so the verifier prunes it.
-    public static func open(testMode: Bool) throws(BPFError) -> BPFObject {
-        let object = try BPFObject(bytes: EmbeddedDatapath.icmpwall, name: DatapathNames.objectName)
+    /// `extraFlags` adds verifier flags to ``loadFlags`` (the strict-verifier test adds the testing ones).
+    public static func open(testMode: Bool, bytes: [UInt8] = EmbeddedDatapath.icmpwall,
+                            extraFlags: BPFLoadFlags = []) throws(BPFError) -> BPFObject {
+        let object = try BPFObject(bytes: bytes, name: DatapathNames.objectName)
         if testMode {
             try object.setReadOnlyVariable("icw_test_mode", to: [1])
         }
+        try object.addLoadFlags(loadFlags.union(extraFlags))
         return object
     }
 

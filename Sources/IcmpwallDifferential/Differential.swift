@@ -9,7 +9,10 @@ import IcmpwallPolicy
 /// DatapathHarness behind the differential runner's protocol.
 public final class BPFDatapath: DatapathUnderTest {
     public let harness: DatapathHarness
-    public init(_ compiled: CompiledPolicy) throws { harness = try DatapathHarness(policy: compiled) }
+    /// `verifierTesting`: the program loaded with the verifier's testing flags (``DatapathHarness/init(policy:verifierTesting:)``).
+    public init(_ compiled: CompiledPolicy, verifierTesting: Bool = false) throws {
+        harness = try DatapathHarness(policy: compiled, verifierTesting: verifierTesting)
+    }
     public func apply(_ compiled: CompiledPolicy) throws { try harness.apply(compiled) }
     public func judge(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict {
         let v = try harness.judge(frame, at: nanoseconds)

@@ -45,6 +45,23 @@ struct DifferentialTests {
         #expect(report.applies >= 10)
     }
 
+    @Test("5,000 frames over 5 policies (seed 11) with the verifier's testing flags: random upper halves change nothing",
+          .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
+    func strictestVerifierSlice() throws {
+        guard Privilege.require() else { return }
+        let out = Self.outputDirectory
+        let runner = DifferentialRunner(
+            DifferentialConfiguration(seed: 11, policies: 5, framesPerPolicy: 1000, policiesPerDatapath: 5, maxFailures: 2, shrinkBudget: 200),
+            makeDatapath: { try BPFDatapath($0, verifierTesting: true) },
+            writeReproducer: { try writeReproducer($0, directory: out) })
+        let report = try runner.run()
+        for (r, paths) in report.failures {
+            Issue.record("\(r.kind.rawValue): model \(r.expected) / datapath \(r.actual)\nreproducer: \(paths.joined(separator: " "))\n\(r.report)")
+        }
+        #expect(report.frames == 5_000 && report.failures.isEmpty)
+        #expect(report.limitPassed > 10 && report.limitDropped > 10, "buckets must both grant and refuse: \(report.coverage)")
+    }
+
     @Test("Found by the differential run: TCP and UDP behind exactly 8 IPv6 extension headers pass untouched",
           .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
     func eightExtensionHeaders() throws {
