@@ -6,6 +6,8 @@ import IcmpwallPolicy
 /// Capacities of the datapath's maps, from the ABI header, for the policy compiler.
 public enum DatapathCapacity {
     public static let maxRules = Int(ICW_MAX_RULES)
+    /// Entries of the per-source bucket LRU (icw_source_buckets): spoofed sources evict each other beyond it.
+    public static let sourceBuckets = Int(ICW_MAX_SOURCE_BUCKETS)
     public static var compile: CompileCapacity {
         var c = CompileCapacity()
         c.maxRules = Int(ICW_MAX_RULES)

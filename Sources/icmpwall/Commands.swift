@@ -34,7 +34,8 @@ struct Attach: ParsableCommand {
         abstract: "Load the datapath, attach it to an interface and pin its state.",
         discussion: """
         Enforcement continues after the command exits; state is pinned under /sys/fs/bpf/icmpwall/IF/. \
-        Without --policy the embedded edge-default policy is used.
+        Without --policy the embedded edge-default policy is used. On an interface whose pins outlived its link \
+        (it was deleted and created again), attach resumes enforcement from the pins: same policy and counters.
         """)
 
     @Option(name: .long, help: "The interface to protect.") var interface: String
@@ -46,7 +47,21 @@ struct Attach: ParsableCommand {
     func run() throws {
         let compiled = try loadPolicy(policy, enforcing: true)
         try requirePrivileges(for: "attach", mount: !BPFFS.isMounted())
-        let result = try Dataplane().attach(interface: interface, policy: compiled, mode: mode)
+        let dataplane = Dataplane()
+        // Pins that outlived their link (the interface went away and came back): enforcement resumes from them,
+        // with the policy, counters and buckets they hold; a --policy that differs is applied after.
+        if case .linkLost = dataplane.health(interface: interface) {
+            try AgentOwnership.refuseIfManaged(interface: interface)
+            let gotMode = try dataplane.reattach(interface: interface, mode: mode)
+            let running = try dataplane.status(interface: interface).first
+            print("re-attached to \(interface) in \(gotMode.rawValue) mode from its pins: policy \(running?.policyName ?? "?") (generation \(running?.generation ?? 0)) continues, counters kept")
+            if policy != nil, running?.policySHA256 != compiled.policy.sha256Hex {
+                let result = try dataplane.apply(interface: interface, policy: compiled)
+                print("applied \(compiled.policy.name) to \(interface): generation \(result.generation)")
+            }
+            return
+        }
+        let result = try dataplane.attach(interface: interface, policy: compiled, mode: mode)
         print("attached to \(result.interface) in \(result.mode.rawValue) mode: policy \(compiled.policy.name) (\(compiled.policy.rules.count) rules, generation \(result.install.generation)), pins in \(result.pinDirectory)")
     }
 }
