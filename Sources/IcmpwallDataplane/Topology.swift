@@ -77,9 +77,11 @@ public enum Tool {
         return result
     }
 
-    /// True when `name` is an executable in PATH.
+    /// True when `name` is an executable in PATH (looked up as posix_spawnp would, without a shell).
     public static func exists(_ name: String) -> Bool {
-        (try? run(["sh", "-c", "command -v \"$0\"", name], check: false).status) == 0
+        if name.contains("/") { return access(name, X_OK) == 0 }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        return path.split(separator: ":").contains { access("\($0)/\(name)", X_OK) == 0 }
     }
 }
 
