@@ -37,6 +37,8 @@ public struct AttachmentStatus: Sendable, Codable {
     public var enforcing: Bool
     /// The program id of the egress error limiter's tc filter, nil when it is not attached.
     public var egressProgramID: UInt32?
+    /// The datapath ABI of the pins (another than this icmpwall's: pins an older version left enforcing).
+    public var abiVersion: UInt32 = UInt32(ICW_ABI_VERSION)
 
     enum CodingKeys: String, CodingKey {
         case interface, mode, enforcing, generation
@@ -49,6 +51,7 @@ public struct AttachmentStatus: Sendable, Codable {
         case appliedAt = "applied_at"
         case pinDirectory = "pin_directory"
         case egressProgramID = "egress_program_id"
+        case abiVersion = "abi"
     }
 }
 
@@ -142,8 +145,16 @@ public struct Dataplane: Sendable {
         guard isAttached(interface) else {
             throw .invalidInput("icmpwall is not attached to \(interface); run `icmpwall attach --interface \(interface) --policy FILE` first")
         }
+        try requireCurrentABI(interface)
         let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
         return try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).install(compiled) }
+    }
+
+    /// Refuses pins of another datapath ABI (left by another icmpwall version): their maps are laid out differently.
+    func requireCurrentABI(_ interface: String) throws(DataplaneError) {
+        if let abi = pinnedABIVersion(interface: interface), abi != 0, Int(abi) != IcmpwallVersion.abi {
+            throw .invalidInput("the pins of \(interface) (\(pinDirectory(interface))) hold datapath ABI \(abi), left by another icmpwall version; this one speaks ABI \(IcmpwallVersion.abi) and does not change them. They keep enforcing as they are; `icmpwall detach --interface \(interface)` and attach again to replace them")
+        }
     }
 
     /// Removes icmpwall from `interface`: deleting the link pin detaches the program; the maps go with it.
@@ -184,13 +195,17 @@ public struct Dataplane: Sendable {
             guard FileManager.default.fileExists(atPath: mapsDirectory(name)) else {
                 throw .invalidInput("icmpwall is not attached to \(name) (no pins in \(pinDirectory(name)))")
             }
-            if let abi = pinnedABIVersion(interface: name), abi != 0, Int(abi) != IcmpwallVersion.abi {
-                throw .invalidInput("the pins of \(name) (\(pinDirectory(name))) hold datapath ABI \(abi); this icmpwall reads ABI \(IcmpwallVersion.abi)")
+            let abi = pinnedABIVersion(interface: name) ?? 0
+            var meta = icw_meta()
+            var running = icw_policy_meta()
+            if abi == 0 || Int(abi) == IcmpwallVersion.abi {
+                let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(name)) }
+                meta = try bpf { () throws(BPFError) in try maps.meta.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+                // The slot icw_control names, not the last write: exactly the policy the datapath runs.
+                running = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).runningPolicy() } ?? icw_policy_meta()
+            } else if let old = legacyMetadata(interface: name) {
+                (meta, running) = old  // pins of an older icmpwall, still enforcing: reported, never written
             }
-            let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(name)) }
-            let meta = try bpf { () throws(BPFError) in try maps.meta.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
-            // The slot icw_control names, not the last write: exactly the policy the datapath runs.
-            let running = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).runningPolicy() } ?? icw_policy_meta()
             var programID: UInt32?
             var linkID: UInt32?
             var enforcing = false
@@ -211,9 +226,31 @@ public struct Dataplane: Sendable {
                 appliedAt: running.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(running.applied_at_ns) / 1e9),
                 pinDirectory: pinDirectory(name),
                 enforcing: enforcing,
-                egressProgramID: egressFilterProgramID(interface: name)))
+                egressProgramID: egressFilterProgramID(interface: name),
+                abiVersion: abi))
         }
         return result
+    }
+
+    /// The metadata of ABI 2 pins (one icw_meta of 144 bytes holding the last apply's identity), for `status` beside
+    /// pins an older icmpwall left enforcing. Nil for any other layout.
+    func legacyMetadata(interface: String) -> (icw_meta, icw_policy_meta)? {
+        guard let map = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta"), map.valueSize == 144,
+              let bytes = try? map.lookup(key: [0, 0, 0, 0]), bytes.count >= 144 else { return nil }
+        func u32(_ o: Int) -> UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt32.self) } }
+        func u64(_ o: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt64.self) } }
+        var meta = icw_meta()
+        meta.abi_version = u32(0)
+        meta.attached_at_ns = u64(8)
+        PolicyInstaller.setBytes(&meta.attach_mode, Array(bytes[120..<136]))
+        meta.flags = u32(140)
+        var running = icw_policy_meta()
+        running.generation = u32(4)
+        running.applied_at_ns = u64(16)
+        PolicyInstaller.setBytes(&running.policy_sha256, Array(bytes[24..<56]))
+        PolicyInstaller.setBytes(&running.policy_name, Array(bytes[56..<120]))
+        running.rule_count = u32(136)
+        return (meta, running)
     }
 
     /// The pinned maps of an attached interface.
@@ -222,6 +259,7 @@ public struct Dataplane: Sendable {
         guard FileManager.default.fileExists(atPath: mapsDirectory(interface)) else {
             throw .invalidInput("icmpwall is not attached to \(interface) (no pins in \(pinDirectory(interface)))")
         }
+        try requireCurrentABI(interface)
         return try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(interface)) }
     }
 

@@ -124,7 +124,8 @@ struct Status: ParsableCommand {
         }
         let formatter = ISO8601DateFormatter()
         for s in statuses {
-            print("\(s.interface): \(s.enforcing ? "enforcing" : "NOT ENFORCING (link lost)") in \(s.mode) mode, program id \(s.programID.map(String.init) ?? "-"), link id \(s.linkID.map(String.init) ?? "-")")
+            let abi = Int(s.abiVersion) == IcmpwallVersion.abi ? "" : " [pins of datapath ABI \(s.abiVersion), left by another icmpwall version]"
+            print("\(s.interface): \(s.enforcing ? "enforcing" : "NOT ENFORCING (link lost)") in \(s.mode) mode, program id \(s.programID.map(String.init) ?? "-"), link id \(s.linkID.map(String.init) ?? "-")\(abi)")
             print("  policy \(s.policyName) sha256 \(s.policySHA256.prefix(16))…, \(s.ruleCount) rules, generation \(s.generation)")
             print("  egress error limiter: \(s.egressProgramID.map { "tc clsact egress filter, program id \($0)" } ?? "NOT ATTACHED")")
             print("  attached \(s.attachedAt.map { formatter.string(from: $0) } ?? "-"), applied \(s.appliedAt.map { formatter.string(from: $0) } ?? "-"), pins \(s.pinDirectory)")
