@@ -52,8 +52,8 @@ bench: build
 	$(BUILD_DIR)/debug/icmpwall-bench --output BENCHMARKS.md
 
 # Differential fuzzing (docs/reliability.md): FRAMES generated frames under generated policies through the real
-# datapath (BPF_PROG_TEST_RUN) and the reference model, then policy fuzzing. Release build; the differential part
-# takes about 40 s per million frames, policy fuzzing one to two minutes. A failure writes a minimal reproducer
+# datapath (BPF_PROG_TEST_RUN; XDP and tc egress) and the reference model, then policy fuzzing. Release build; the
+# differential part takes about a minute per million frames, policy fuzzing one to two minutes. A failure writes a minimal reproducer
 # (pcap + policy YAML + report) under FUZZ_OUT and exits 1. SEED=random for a new seed.
 FRAMES ?= 1000000
 SEED ?= 20261123

@@ -50,6 +50,13 @@ struct {
 } icw_meta SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct icw_policy_meta);
+} icw_policy_meta SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ICW_MAX_DECISIONS);
 	__type(key, struct icw_decision_key);

@@ -144,6 +144,20 @@ public final class BPFObject: @unchecked Sendable {
         }
     }
 
+    /// Adds verifier load flags (`BPF_PROG_LOAD`'s `prog_flags`) to every program before load, keeping the flags
+    /// libbpf already set. See ``BPFLoadFlags``.
+    public func addLoadFlags(_ flags: BPFLoadFlags) throws(BPFError) {
+        try lock.withLock { (state: inout State) throws(BPFError) in
+            guard !state.loaded else {
+                throw BPFError(operation: "bpf_program__set_flags", errno: EBUSY, context: "object \(name) is already loaded")
+            }
+            for prog in programHandles() {
+                try check(bpf_program__set_flags(prog, bpf_program__flags(prog) | flags.rawValue), "bpf_program__set_flags",
+                          "program \(String(cString: bpf_program__name(prog))) flags 0x\(String(flags.rawValue, radix: 16))")
+            }
+        }
+    }
+
     /// Changes a map's `max_entries` before load.
     public func setMaxEntries(map mapName: String, _ n: UInt32) throws(BPFError) {
         try lock.withLock { (state: inout State) throws(BPFError) in

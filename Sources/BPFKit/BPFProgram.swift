@@ -64,6 +64,65 @@ public struct LiveFramesResult: Sendable, Equatable {
     }
 }
 
+/// Verifier flags of `BPF_PROG_LOAD` (`prog_flags`), set with ``BPFObject/addLoadFlags(_:)`` before load.
+public struct BPFLoadFlags: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// `BPF_F_STRICT_ALIGNMENT`: every memory access must be naturally aligned, as on architectures without
+    /// efficient unaligned access, and packet data is assumed to start 2 bytes past an aligned address
+    /// (`NET_IP_ALIGN`), so IP headers read through packet pointers are checked as the strictest drivers place them.
+    public static let strictAlignment = BPFLoadFlags(rawValue: 1 << 0)
+    /// `BPF_F_TEST_RND_HI32` (testing): the verifier fills the upper 32 bits of registers a 32-bit operation wrote
+    /// with random values, so a program that relies on them being zero misbehaves at once.
+    public static let testRandomHigh32 = BPFLoadFlags(rawValue: 1 << 2)
+    /// `BPF_F_TEST_STATE_FREQ` (testing): the verifier checkpoints its state at every jump, which exercises state
+    /// pruning far more than a normal load does.
+    public static let testStateFrequency = BPFLoadFlags(rawValue: 1 << 3)
+    /// `BPF_F_TEST_REG_INVARIANTS` (testing, Linux 6.7+): the verifier checks its own register bounds invariants and
+    /// refuses the program when they break, instead of warning.
+    public static let testRegisterInvariants = BPFLoadFlags(rawValue: 1 << 7)
+
+    /// The testing flags the verifier offers (they make the load stricter or more thorough, and the program runs the
+    /// same): the strict-verifier test loads every program with all of them that this kernel has.
+    public static let testing: BPFLoadFlags = [.testRandomHigh32, .testStateFrequency, .testRegisterInvariants]
+
+    /// Which of `candidates` this kernel accepts: each is tried alone on a two-instruction XDP program. A kernel
+    /// refuses a flag it does not know with EINVAL before verifying anything. Needs CAP_BPF.
+    public static func supported(among candidates: BPFLoadFlags = [.strictAlignment, .testRandomHigh32, .testStateFrequency,
+                                                                   .testRegisterInvariants]) -> BPFLoadFlags {
+        // r0 = XDP_PASS (2); exit.  BPF_ALU64|BPF_MOV|BPF_K = 0xb7, BPF_JMP|BPF_EXIT = 0x95.
+        let insns: [UInt64] = [UInt64(0xb7) | (UInt64(2) << 32), UInt64(0x95)]
+        var result: BPFLoadFlags = []
+        for bit in 0..<32 {
+            let flag = BPFLoadFlags(rawValue: 1 << UInt32(bit))
+            guard candidates.contains(flag) else { continue }
+            let fd: Int32 = withOptions(bpf_prog_load_opts.self) { opts in
+                opts.pointee.prog_flags = flag.rawValue
+                return insns.withUnsafeBytes { raw in
+                    bpf_prog_load(BPF_PROG_TYPE_XDP, "icw_flag_probe", "GPL",
+                                  raw.baseAddress!.assumingMemoryBound(to: bpf_insn.self), 2, opts)
+                }
+            }
+            if fd >= 0 {
+                close(fd)
+                result.insert(flag)
+            }
+        }
+        return result
+    }
+
+    public var description: String {
+        let names: [(BPFLoadFlags, String)] = [
+            (.strictAlignment, "BPF_F_STRICT_ALIGNMENT"), (.testRandomHigh32, "BPF_F_TEST_RND_HI32"),
+            (.testStateFrequency, "BPF_F_TEST_STATE_FREQ"), (.testRegisterInvariants, "BPF_F_TEST_REG_INVARIANTS"),
+        ]
+        let known = names.filter { contains($0.0) }.map(\.1)
+        let rest = subtracting(BPFLoadFlags(names.map(\.0)))
+        return (known + (rest.isEmpty ? [] : ["0x" + String(rest.rawValue, radix: 16)])).joined(separator: "|")
+    }
+}
+
 /// What the kernel reports about a loaded program (`bpf_obj_get_info_by_fd`).
 public struct ProgramInfo: Sendable, Equatable {
     public var id: UInt32

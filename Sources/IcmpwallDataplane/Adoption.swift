@@ -45,11 +45,12 @@ extension Dataplane {
         return .linkLost(programID: info.programID == 0 ? nil : info.programID)
     }
 
-    /// The datapath ABI version recorded in the pins (nil when unreadable).
+    /// The datapath ABI version recorded in the pins (nil when unreadable). Read as the first 4 bytes of icw_meta,
+    /// where every ABI keeps it, so pins of another ABI (another icw_meta layout) still say which they are.
     public func pinnedABIVersion(interface: String) -> UInt32? {
         guard let map = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta"),
-              let meta = try? map.lookup(UInt32(0), as: icw_meta.self) else { return nil }
-        return meta.abi_version
+              let bytes = try? map.lookup(key: [0, 0, 0, 0]), bytes.count >= 4 else { return nil }
+        return bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
     }
 
     /// Installs a policy into the pinned maps of `interface` without the agent-ownership check: for the agent that

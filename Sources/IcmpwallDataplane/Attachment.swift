@@ -45,8 +45,9 @@ public struct AttachmentStatus: Sendable, Codable {
     /// False when the link pin is gone (removed by hand): without an agent holding the link, that detached the
     /// program; `attach` restores it from the pinned maps.
     public var linkPinned: Bool = true
-    /// The datapath ABI the pins were written by.
-    public var abiVersion: UInt32 = 0
+    /// The datapath ABI the pins were written by (another than this icmpwall's: pins an older version left
+    /// enforcing, which `attach` upgrades in place).
+    public var abiVersion: UInt32 = UInt32(ICW_ABI_VERSION)
 
     enum CodingKeys: String, CodingKey {
         case interface, mode, enforcing, generation
@@ -85,14 +86,20 @@ public struct Dataplane: Sendable {
 
     /// Loads the datapath, installs `compiled`, attaches it to `interface` and pins everything.
     /// On any failure nothing is left behind (no link, no pins).
-    public func attach(interface: String, policy compiled: CompiledPolicy, mode request: AttachModeRequest) throws(DataplaneError) -> AttachResult {
+    ///
+    /// Over pins whose link was lost (the interface went away and came back, or the link pin was removed), attach
+    /// resumes enforcement from the pins: the pinned policy, counters and buckets continue, and `compiled` is
+    /// installed only when it differs from the pinned policy and `policyGiven` says the user named it (a plain
+    /// `attach` with the built-in default must not replace the policy the pins hold).
+    public func attach(interface: String, policy compiled: CompiledPolicy, mode request: AttachModeRequest,
+                       policyGiven: Bool = true) throws(DataplaneError) -> AttachResult {
         try validateInterfaceName(interface)
         let ifindex: Int32
         do { ifindex = try Interfaces.index(named: interface) } catch {
             throw .invalidInput("interface \(interface) does not exist in this network namespace")
         }
         if FileManager.default.fileExists(atPath: mapsDirectory(interface)) {
-            return try attachOverPins(interface: interface, policy: compiled, mode: request)
+            return try attachOverPins(interface: interface, policy: compiled, mode: request, policyGiven: policyGiven)
         }
         if isAttached(interface) {
             throw .invalidInput("icmpwall is already attached to \(interface) (pins in \(pinDirectory(interface))); use `icmpwall apply --interface \(interface) POLICY` to change its policy, or `icmpwall detach --interface \(interface)` first")
@@ -201,8 +208,17 @@ public struct Dataplane: Sendable {
             guard FileManager.default.fileExists(atPath: mapsDirectory(name)) else {
                 throw .invalidInput("icmpwall is not attached to \(name) (no pins in \(pinDirectory(name)))")
             }
-            let metaMap = try bpf { () throws(BPFError) in try BPFMap.openPinned("\(mapsDirectory(name))/icw_meta") }
-            let meta = try bpf { () throws(BPFError) in try metaMap.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+            let abi = pinnedABIVersion(interface: name) ?? 0
+            var meta = icw_meta()
+            var running = icw_policy_meta()
+            if abi == 0 || Int(abi) == IcmpwallVersion.abi {
+                let maps = try bpf { () throws(BPFError) in try DatapathMaps(pinDirectory: pinDirectory(name)) }
+                meta = try bpf { () throws(BPFError) in try maps.meta.lookup(UInt32(0), as: icw_meta.self) } ?? icw_meta()
+                // The slot icw_control names, not the last write: exactly the policy the datapath runs.
+                running = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).runningPolicy() } ?? icw_policy_meta()
+            } else if let old = legacyMetadata(interface: name) {
+                (meta, running) = old  // pins of an older icmpwall, still enforcing: reported, never written
+            }
             var programID: UInt32?
             var linkID: UInt32?
             var enforcing = false
@@ -215,18 +231,39 @@ public struct Dataplane: Sendable {
                 interface: name,
                 mode: Self.string(meta.attach_mode),
                 programID: programID, linkID: linkID,
-                policyName: Self.string(meta.policy_name),
-                policySHA256: Self.hex(meta.policy_sha256),
-                generation: meta.generation,
-                ruleCount: meta.rule_count,
+                policyName: Self.string(running.policy_name),
+                policySHA256: Self.hex(running.policy_sha256),
+                generation: running.generation,
+                ruleCount: running.rule_count,
                 attachedAt: meta.attached_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.attached_at_ns) / 1e9),
-                appliedAt: meta.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(meta.applied_at_ns) / 1e9),
+                appliedAt: running.applied_at_ns == 0 ? nil : Date(timeIntervalSince1970: Double(running.applied_at_ns) / 1e9),
                 pinDirectory: pinDirectory(name),
                 enforcing: enforcing,
                 egressProgramID: egressFilterProgramID(interface: name),
-                linkPinned: BPFFS.exists(linkPin(name)), abiVersion: meta.abi_version))
+                linkPinned: BPFFS.exists(linkPin(name)), abiVersion: abi))
         }
         return result
+    }
+
+    /// The metadata of ABI 2 pins (one icw_meta of 144 bytes holding the last apply's identity), for `status` beside
+    /// pins an older icmpwall left enforcing. Nil for any other layout.
+    func legacyMetadata(interface: String) -> (icw_meta, icw_policy_meta)? {
+        guard let map = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta"), map.valueSize == 144,
+              let bytes = try? map.lookup(key: [0, 0, 0, 0]), bytes.count >= 144 else { return nil }
+        func u32(_ o: Int) -> UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt32.self) } }
+        func u64(_ o: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt64.self) } }
+        var meta = icw_meta()
+        meta.abi_version = u32(0)
+        meta.attached_at_ns = u64(8)
+        PolicyInstaller.setBytes(&meta.attach_mode, Array(bytes[120..<136]))
+        meta.flags = u32(140)
+        var running = icw_policy_meta()
+        running.generation = u32(4)
+        running.applied_at_ns = u64(16)
+        PolicyInstaller.setBytes(&running.policy_sha256, Array(bytes[24..<56]))
+        PolicyInstaller.setBytes(&running.policy_name, Array(bytes[56..<120]))
+        running.rule_count = u32(136)
+        return (meta, running)
     }
 
     /// The pinned maps of an attached interface.
@@ -243,7 +280,7 @@ public struct Dataplane: Sendable {
     /// is gone get their program attached again (then the policy is installed, counters continue); pins that
     /// enforce are refused as before.
     private func attachOverPins(interface: String, policy compiled: CompiledPolicy,
-                                mode request: AttachModeRequest) throws(DataplaneError) -> AttachResult {
+                                mode request: AttachModeRequest, policyGiven: Bool) throws(DataplaneError) -> AttachResult {
         try AgentOwnership.refuseIfManaged(interface: interface)  // the agent restores and upgrades its own
         if pinsNeedUpgrade(interface: interface) {
             let report = try upgrade(interface: interface, policy: compiled)
@@ -256,7 +293,16 @@ public struct Dataplane: Sendable {
         case .linkLost:
             try refuseOtherABI(interface, command: "attach")
             let mode = try reattach(interface: interface, mode: request)
-            let install = try self.install(interface: interface, policy: compiled)
+            let maps = try maps(interface: interface)
+            let running = try bpf { () throws(BPFError) in try PolicyInstaller(maps: maps).runningPolicy() }
+            let install: InstallResult
+            if let running, !policyGiven || Self.hex(running.policy_sha256) == compiled.policy.sha256Hex {
+                let slot = (try? maps.control.lookup(UInt32(0), as: icw_control.self))?.active_slot ?? 0
+                install = InstallResult(generation: running.generation, slot: slot, decisionEntries: 0, sourcePrefixes: 0,
+                                        resumed: true)
+            } else {
+                install = try self.install(interface: interface, policy: compiled)
+            }
             securePins(interface: interface)
             let programID = (try? BPFLink.openPinned(linkPin(interface)).info().programID) ?? 0
             return AttachResult(interface: interface, mode: mode, programID: programID, pinDirectory: pinDirectory(interface),

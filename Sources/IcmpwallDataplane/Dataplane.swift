@@ -31,7 +31,7 @@ public enum DatapathNames {
     public static let objectName = "icmpwall"
     /// Maps that hold enforcement state and counters: pinned, so they outlive the command.
     public static let pinnedMaps = [
-        "icw_control", "icw_config", "icw_meta", "icw_decisions", "icw_src4", "icw_src6", "icw_rules",
+        "icw_control", "icw_config", "icw_meta", "icw_policy_meta", "icw_decisions", "icw_src4", "icw_src6", "icw_rules",
         "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks", "icw_counters",
         "icw_rule_counters", "icw_guard_counters", "icw_egress_config", "icw_egress_exempt", "icw_egress_bucket",
         "icw_egress_destinations", "icw_egress_counters",
@@ -43,13 +43,20 @@ public enum DatapathNames {
 
 /// Opens the embedded datapath object, ready to load.
 public enum DatapathLoader {
+    /// Verifier flags of every load: strict alignment, so the programs are verified as they would have to run on
+    /// an architecture without efficient unaligned access, with IP headers 2 bytes off alignment (docs/reliability.md).
+    public static let loadFlags: BPFLoadFlags = [.strictAlignment]
+
     /// Opens (does not load) the datapath. `testMode` makes time come from the injected clock and
     /// records each verdict (for test-run and replay); production keeps it off so the verifier prunes it.
-    public static func open(testMode: Bool) throws(BPFError) -> BPFObject {
-        let object = try BPFObject(bytes: EmbeddedDatapath.icmpwall, name: DatapathNames.objectName)
+    /// `extraFlags` adds verifier flags to ``loadFlags`` (the strict-verifier test adds the testing ones).
+    public static func open(testMode: Bool, bytes: [UInt8] = EmbeddedDatapath.icmpwall,
+                            extraFlags: BPFLoadFlags = []) throws(BPFError) -> BPFObject {
+        let object = try BPFObject(bytes: bytes, name: DatapathNames.objectName)
         if testMode {
             try object.setReadOnlyVariable("icw_test_mode", to: [1])
         }
+        try object.addLoadFlags(loadFlags.union(extraFlags))
         return object
     }
 
@@ -66,6 +73,7 @@ public struct DatapathMaps: @unchecked Sendable {
     public let control: BPFMap
     public let config: BPFMap
     public let meta: BPFMap
+    public let policyMeta: BPFMap
     public let decisions: BPFMap
     public let src4: BPFMap
     public let src6: BPFMap
@@ -84,6 +92,7 @@ public struct DatapathMaps: @unchecked Sendable {
         control = try lookup("icw_control")
         config = try lookup("icw_config")
         meta = try lookup("icw_meta")
+        policyMeta = try lookup("icw_policy_meta")
         decisions = try lookup("icw_decisions")
         src4 = try lookup("icw_src4")
         src6 = try lookup("icw_src6")

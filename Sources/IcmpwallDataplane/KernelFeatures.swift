@@ -325,8 +325,7 @@ public enum KernelFeatures {
         let variant = testMode ? "test-mode" : "production"
         var check = DatapathLoadCheck(variant: variant, object: name, loaded: false, programs: [])
         do {
-            let object = try BPFObject(bytes: bytes, name: DatapathNames.objectName)
-            if testMode { try object.setReadOnlyVariable("icw_test_mode", to: [1]) }
+            let object = try DatapathLoader.open(testMode: testMode, bytes: bytes)
             try object.load()
             check.loaded = true
             for programName in object.programNames {

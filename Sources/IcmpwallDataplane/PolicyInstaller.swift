@@ -6,6 +6,8 @@ import IcmpwallPolicy
 /// Capacities of the datapath's maps, from the ABI header, for the policy compiler.
 public enum DatapathCapacity {
     public static let maxRules = Int(ICW_MAX_RULES)
+    /// Entries of the per-source bucket LRU (icw_source_buckets): spoofed sources evict each other beyond it.
+    public static let sourceBuckets = Int(ICW_MAX_SOURCE_BUCKETS)
     public static var compile: CompileCapacity {
         var c = CompileCapacity()
         c.maxRules = Int(ICW_MAX_RULES)
@@ -21,6 +23,8 @@ public struct InstallResult: Sendable {
     public var slot: UInt32
     public var decisionEntries: Int
     public var sourcePrefixes: Int
+    /// True when nothing was installed: enforcement resumed with the policy the pins already held.
+    public var resumed = false
 }
 
 /// Writes a compiled policy into the datapath's maps and switches to it atomically.
@@ -130,6 +134,15 @@ public struct PolicyInstaller {
             try maps.egressExempt.update(target * 512 + UInt32(index), exempt[index])
         }
 
+        // What status reports for this slot: switched by the same flip as everything else in it.
+        var identity = icw_policy_meta()
+        identity.generation = generation
+        identity.rule_count = UInt32(policy.rules.count)
+        identity.applied_at_ns = Self.nanoseconds(clock())
+        Self.setBytes(&identity.policy_name, Array(policy.name.utf8.prefix(Int(ICW_NAME_LEN) - 1)))
+        Self.setBytes(&identity.policy_sha256, Self.hexBytes(policy.sha256Hex))
+        try maps.policyMeta.update(target, identity)
+
         // The switch: one update of one map value.
         try maps.control.update(UInt32(0), icw_control(active_slot: target, generation: generation))
 
@@ -147,13 +160,10 @@ public struct PolicyInstaller {
             try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
         }
         var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
-        meta.abi_version = UInt32(ICW_ABI_VERSION)
-        meta.generation = generation
-        meta.applied_at_ns = Self.nanoseconds(clock())
-        meta.rule_count = UInt32(policy.rules.count)
-        Self.setBytes(&meta.policy_name, Array(policy.name.utf8.prefix(Int(ICW_NAME_LEN) - 1)))
-        Self.setBytes(&meta.policy_sha256, Self.hexBytes(policy.sha256Hex))
-        try maps.meta.update(UInt32(0), meta)
+        if meta.abi_version != UInt32(ICW_ABI_VERSION) {
+            meta.abi_version = UInt32(ICW_ABI_VERSION)
+            try maps.meta.update(UInt32(0), meta)
+        }
 
         return InstallResult(generation: generation, slot: target, decisionEntries: compiled.decisions.count,
                              sourcePrefixes: compiled.sourceClasses.count)
@@ -162,6 +172,21 @@ public struct PolicyInstaller {
     /// The identity map also remembers the egress limiter's bucket epoch under this name, which no rule can
     /// have (rule names start with a letter or digit).
     static let egressIdentityName = "@egress"
+
+    /// The identity of the policy the datapath runs: that of the slot `icw_control` names. Nil before the first
+    /// install. The generations must agree: an apply that flipped and began rewriting that slot between the two
+    /// reads is seen, and the pair read again.
+    public func runningPolicy() throws(BPFError) -> icw_policy_meta? {
+        for _ in 0..<8 {
+            guard let control = try maps.control.lookup(UInt32(0), as: icw_control.self), control.generation != 0 else { return nil }
+            if let identity = try maps.policyMeta.lookup(control.active_slot & 1, as: icw_policy_meta.self),
+               identity.generation == control.generation {
+                return identity
+            }
+        }
+        throw BPFError(operation: "icmpwall status", errno: EAGAIN,
+                       context: "the running policy kept changing while it was read (applies in a loop?)")
+    }
 
     /// Name → identity of the rules of the live policy.
     public func readIdentities() throws(BPFError) -> [String: icw_rule_identity] {

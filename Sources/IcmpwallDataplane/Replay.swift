@@ -68,8 +68,16 @@ public final class DatapathHarness {
     /// The XDP test run refuses frames larger than a page minus headroom and tailroom.
     public static let maxFrameSize = 3520
 
-    public init(policy: CompiledPolicy) throws(DataplaneError) {
-        let loaded = try bpf { () throws(BPFError) in try DatapathLoader.load(testMode: true) }
+    /// `verifierTesting`: load with every testing flag of the verifier this kernel offers as well
+    /// (``BPFLoadFlags/testing``: random upper halves of 32-bit results, frequent state checkpoints, invariant
+    /// checks), so frames judged here also show that the program does not depend on what those randomise.
+    public init(policy: CompiledPolicy, verifierTesting: Bool = false) throws(DataplaneError) {
+        let loaded = try bpf { () throws(BPFError) -> BPFObject in
+            let o = try DatapathLoader.open(testMode: true,
+                                            extraFlags: verifierTesting ? BPFLoadFlags.supported(among: BPFLoadFlags.testing) : [])
+            try o.load()
+            return o
+        }
         object = loaded
         program = try bpf { () throws(BPFError) in try loaded.program(named: DatapathNames.program) }
         egressProgram = try bpf { () throws(BPFError) in try loaded.program(named: DatapathNames.egressProgram) }

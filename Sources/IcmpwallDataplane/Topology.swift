@@ -77,9 +77,11 @@ public enum Tool {
         return result
     }
 
-    /// True when `name` is an executable in PATH.
+    /// True when `name` is an executable in PATH (looked up as posix_spawnp would, without a shell).
     public static func exists(_ name: String) -> Bool {
-        (try? run(["sh", "-c", "command -v \"$0\"", name], check: false).status) == 0
+        if name.contains("/") { return access(name, X_OK) == 0 }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        return path.split(separator: ":").contains { access("\($0)/\(name)", X_OK) == 0 }
     }
 }
 
@@ -120,23 +122,33 @@ public final class LabTopology: @unchecked Sendable {
         do {
             try Tool.run(["ip", "netns", "add", clientNamespace])
             try Tool.run(["ip", "netns", "add", serverNamespace])
-            try Tool.run(["ip", "link", "add", "name", clientInterface, "netns", clientNamespace, "type", "veth",
-                          "peer", "name", serverInterface, "netns", serverNamespace])
-            for (ns, ifname, v4, v6) in [(clientNamespace, clientInterface, clientIPv4, clientIPv6),
-                                         (serverNamespace, serverInterface, serverIPv4, serverIPv6)] {
-                try ip(ns, ["link", "set", "lo", "up"])
-                try ip(ns, ["addr", "add", "\(v4)/24", "dev", ifname])
-                try ip(ns, ["-6", "addr", "add", "\(v6)/64", "dev", ifname, "nodad"])
-                // An MTU above 1500 lets the lab send oversized echoes unfragmented; native XDP on veth needs frames
-                // to fit a page, so it stays under 3.5 KB.
-                try ip(ns, ["link", "set", ifname, "mtu", "3000", "up"])
-            }
-            clientMAC = try mac(clientNamespace, clientInterface)
-            serverMAC = try mac(serverNamespace, serverInterface)
+            for ns in [clientNamespace, serverNamespace] { try ip(ns, ["link", "set", "lo", "up"]) }
+            try createLink()
         } catch {
             destroy()
             throw error
         }
+    }
+
+    /// Creates the veth pair between the namespaces, with the addresses (again, after `deleteLink()`: new MACs).
+    public func createLink() throws {
+        try Tool.run(["ip", "link", "add", "name", clientInterface, "netns", clientNamespace, "type", "veth",
+                      "peer", "name", serverInterface, "netns", serverNamespace])
+        for (ns, ifname, v4, v6) in [(clientNamespace, clientInterface, clientIPv4, clientIPv6),
+                                     (serverNamespace, serverInterface, serverIPv4, serverIPv6)] {
+            try ip(ns, ["addr", "add", "\(v4)/24", "dev", ifname])
+            try ip(ns, ["-6", "addr", "add", "\(v6)/64", "dev", ifname, "nodad"])
+            // An MTU above 1500 lets the lab send oversized echoes unfragmented; native XDP on veth needs frames
+            // to fit a page, so it stays under 3.5 KB.
+            try ip(ns, ["link", "set", ifname, "mtu", "3000", "up"])
+        }
+        clientMAC = try mac(clientNamespace, clientInterface)
+        serverMAC = try mac(serverNamespace, serverInterface)
+    }
+
+    /// Deletes the veth pair (both ends), as an interface removed underneath icmpwall.
+    public func deleteLink() throws {
+        try ip(serverNamespace, ["link", "del", serverInterface])
     }
 
     deinit { destroy() }

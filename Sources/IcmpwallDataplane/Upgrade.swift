@@ -34,14 +34,17 @@ struct UpgradePlan {
 
     static func from(abi: UInt32) -> UpgradePlan? {
         switch abi {
-        case 1:
-            // ABI 1 -> 2 added the egress maps and turned icw_meta's padding into flags; every ingress map kept its
-            // layout (bpf/include/icmpwall_abi.h, git history).
+        case 2:
+            // ABI 2 -> 3 moved the policy's identity out of icw_meta into icw_policy_meta (one entry per slot, so
+            // status flips with the datapath); every counter, bucket and egress map kept its layout and meaning
+            // (bpf/include/icmpwall_abi.h, git history; Tests/Fixtures/abi2).
             return UpgradePlan(shared: [
                 "icw_counters", "icw_rule_counters", "icw_guard_counters",
                 "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks",
+                "icw_egress_bucket", "icw_egress_destinations", "icw_egress_counters",
             ])
         default:
+            // ABI 1 (before the egress limiter) is not upgraded in place: detach and attach again.
             return nil
         }
     }
@@ -110,18 +113,19 @@ extension Dataplane {
         }
         let newMaps = try bpf { () throws(BPFError) in try DatapathMaps(object: object) }
         let oldControl = (try? BPFMap.openPinned("\(maps)/icw_control")).flatMap { try? $0.lookup(UInt32(0), as: icw_control.self) }
-        // icw_meta's first fields (abi_version, generation, attach time) are the same in every ABI; later fields are
-        // taken only from ABIs known to have them.
-        let oldMeta = (try? BPFMap.openPinned("\(maps)/icw_meta")).flatMap { try? $0.lookup(UInt32(0), as: icw_meta.self) }
+        // The attachment's facts (attach time and mode, whether attach created the clsact qdisc) and the generation,
+        // from the older ABI's icw_meta layout.
+        let oldMeta = legacyMetadata(interface: interface)
         var install: InstallResult
         do {
             // Generations keep counting (bucket epochs are generations: a new rule must not meet a stale bucket).
-            try newMaps.control.update(UInt32(0), icw_control(active_slot: 0, generation: oldControl?.generation ?? oldMeta?.generation ?? 0))
+            try newMaps.control.update(UInt32(0), icw_control(active_slot: 0, generation: oldControl?.generation ?? oldMeta?.1.generation ?? 0))
             var meta = icw_meta()
             meta.abi_version = UInt32(ICW_ABI_VERSION)
-            if let oldMeta {
-                meta.attached_at_ns = oldMeta.attached_at_ns
-                meta.attach_mode = oldMeta.attach_mode
+            if let (old, _) = oldMeta {
+                meta.attached_at_ns = old.attached_at_ns
+                meta.attach_mode = old.attach_mode
+                meta.flags = old.flags & ICW_META_CREATED_CLSACT
             }
             try newMaps.meta.update(UInt32(0), meta)
             install = try PolicyInstaller(maps: newMaps).install(compiled)
@@ -145,7 +149,7 @@ extension Dataplane {
         }
         Self.crashPoint("switched")
 
-        // 3. The egress filter, replaced in place (or created: ABI 1 had none).
+        // 3. The egress filter, replaced in place (created if it is missing).
         var egressError: String?
         do {
             let egress = try object.program(named: DatapathNames.egressProgram)

@@ -9,13 +9,23 @@ import IcmpwallPolicy
 /// DatapathHarness behind the differential runner's protocol.
 public final class BPFDatapath: DatapathUnderTest {
     public let harness: DatapathHarness
-    public init(_ compiled: CompiledPolicy) throws { harness = try DatapathHarness(policy: compiled) }
+    /// `verifierTesting`: the program loaded with the verifier's testing flags (``DatapathHarness/init(policy:verifierTesting:)``).
+    public init(_ compiled: CompiledPolicy, verifierTesting: Bool = false) throws {
+        harness = try DatapathHarness(policy: compiled, verifierTesting: verifierTesting)
+    }
     public func apply(_ compiled: CompiledPolicy) throws { try harness.apply(compiled) }
     public func judge(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict {
-        let v = try harness.judge(frame, at: nanoseconds)
-        return ModelVerdict(verdict: v.verdict, reason: ModelVerdict.Reason(rawValue: v.reason.rawValue) ?? .skipped,
-                            rule: v.rule, guardName: v.guardName, family: v.family, type: v.type, code: v.code,
-                            xdpAction: v.xdpAction)
+        Self.verdict(try harness.judge(frame, at: nanoseconds))
+    }
+    /// The tc egress program on the same frame; frames the test run cannot take are skipped, as for XDP.
+    public func judgeEgress(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict? {
+        if ReferenceModel.egressTestRunRefuses(frame) { return ModelVerdict(verdict: nil, reason: .skipped, xdpAction: nil) }
+        return Self.verdict(try harness.judgeEgress(frame, at: nanoseconds))
+    }
+    static func verdict(_ v: FrameVerdict) -> ModelVerdict {
+        ModelVerdict(verdict: v.verdict, reason: ModelVerdict.Reason(rawValue: v.reason.rawValue) ?? .skipped,
+                     rule: v.rule, guardName: v.guardName, family: v.family, type: v.type, code: v.code,
+                     xdpAction: v.xdpAction, outcome: v.reason == .egress ? v.detail : nil)
     }
 }
 

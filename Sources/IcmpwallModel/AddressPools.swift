@@ -30,15 +30,17 @@ public enum AddressPools {
         v6(0xfebf, 0xffff, 0, 0, 0, 0, 0, 1), v6(0, 0, 0, 0, 0, 0, 0, 0), v6(0, 0, 0, 0, 0, 0, 0, 1),
         v6(0x2001, 0xdb9, 0, 0, 0, 0, 0, 1), v6(0xff02, 0, 0, 0, 0, 0, 0, 1),
     ]
-    /// IPv4 destinations: unicast, limited broadcast, multicast, a directed broadcast (not a group address).
+    /// IPv4 destinations: unicast, limited broadcast, multicast, a directed broadcast (not a group address). The
+    /// unicast ones share /24, /22 and /16 prefixes, so the egress limiter's per-destination prefixes group them.
     public static let v4Destinations: [[UInt8]] = [
         [198, 51, 100, 1], [192, 0, 2, 2], [255, 255, 255, 255], [224, 0, 0, 1], [239, 255, 255, 250],
         [192, 0, 2, 255], [223, 255, 255, 255], [240, 0, 0, 1], [255, 255, 255, 254],
+        [198, 51, 100, 2], [198, 51, 101, 9], [198, 51, 200, 1], [192, 0, 2, 3],
     ]
-    /// IPv6 destinations: unicast, multicast.
+    /// IPv6 destinations: unicast (sharing /64 and /48 prefixes), multicast.
     public static let v6Destinations: [[UInt8]] = [
         v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), v6(0xff02, 0, 0, 0, 0, 0, 0, 1), v6(0xff02, 0, 0, 0, 0, 1, 0xff00, 2),
-        v6(0xfe80, 0, 0, 0, 0, 0, 0, 2),
+        v6(0xfe80, 0, 0, 0, 0, 0, 0, 2), v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3), v6(0x2001, 0xdb8, 0, 7, 0, 0, 0, 2),
     ]
 
     /// An IPv6 address from eight 16-bit groups.

@@ -20,6 +20,13 @@ public protocol DatapathUnderTest: AnyObject {
     func apply(_ policy: CompiledPolicy) throws
     /// Judges one frame at time `nanoseconds`.
     func judge(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict
+    /// Judges the same frame as if the host sent it (the tc egress program); nil when this datapath has none.
+    func judgeEgress(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict?
+}
+
+extension DatapathUnderTest {
+    /// No egress program: only ingress is compared.
+    public func judgeEgress(_ frame: [UInt8], at nanoseconds: UInt64) throws -> ModelVerdict? { nil }
 }
 
 /// One frame of a run, with the time it was judged at.
@@ -65,6 +72,8 @@ public struct Reproducer: Sendable {
         /// The datapath judged (counted, and dropped if the policy said so) a well-formed non-ICMP frame, which
         /// must pass untouched.
         case nonICMPJudged = "non-icmp-judged"
+        /// The egress program and the model disagree on the last frame sent by the host.
+        case egressDisagreement = "egress-disagreement"
     }
 
     /// Why.
@@ -175,6 +184,8 @@ public struct DifferentialReport: Sendable {
     public var limitDropped = 0
     /// Well-formed non-ICMP frames checked to pass.
     public var mustPass = 0
+    /// Frames also judged as sent by the host (the egress program), when the datapath has one.
+    public var egressFrames = 0
     /// Wall-clock seconds spent in the datapath and in the model (with the caller's clock).
     public var datapathSeconds = 0.0
     public var modelSeconds = 0.0
@@ -184,7 +195,8 @@ public struct DifferentialReport: Sendable {
         var out = "frames by kind: " + byKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
         out += "outcomes: " + byOutcome.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
         out += "distinct (family, type, code) judged: \(typeCodes.count) of 131072; limit tokens granted \(limitPassed), refused \(limitDropped); "
-        out += "well-formed non-ICMP frames checked to pass untouched: \(mustPass); policies \(policies) (\(applies) switched by apply)"
+        out += "well-formed non-ICMP frames checked to pass untouched: \(mustPass); frames also judged leaving the host (egress): \(egressFrames); "
+        out += "policies \(policies) (\(applies) switched by apply)"
         return out
     }
 }
@@ -331,6 +343,17 @@ public final class DifferentialRunner {
             if let kind = Self.failure(frame, expected: expected, actual: actual) {
                 return Failure(kind: kind, frames: Array(frames[...i]), expected: expected, actual: actual)
             }
+            // The same frame leaving the host: the egress program's own state, so judging both ways is independent.
+            if let actualEgress = try datapath.judgeEgress(frame.bytes, at: frame.time) {
+                let expectedEgress = model.judgeEgress(frame.bytes, at: frame.time)
+                report.egressFrames += 1
+                if expectedEgress.reason == .egress {
+                    report.byOutcome["egress \(expectedEgress.verdict ?? "-") \(expectedEgress.outcome ?? "-")", default: 0] += 1
+                }
+                if actualEgress != expectedEgress {
+                    return Failure(kind: .egressDisagreement, frames: Array(frames[...i]), expected: expectedEgress, actual: actualEgress)
+                }
+            }
         }
         return nil
     }
@@ -356,10 +379,15 @@ public final class DifferentialRunner {
             for (i, frame) in segment.frames.enumerated() {
                 guard let actual = try? d.judge(frame.bytes, at: frame.time) else { return nil }
                 let expected = m.judge(frame.bytes, at: frame.time)
-                if Self.failure(frame, expected: expected, actual: actual) == kind {
+                var found = Self.failure(frame, expected: expected, actual: actual).map { ($0, expected, actual) }
+                if found == nil, let actualEgress = try? d.judgeEgress(frame.bytes, at: frame.time) {
+                    let expectedEgress = m.judgeEgress(frame.bytes, at: frame.time)
+                    if actualEgress != expectedEgress { found = (.egressDisagreement, expectedEgress, actualEgress) }
+                }
+                if let (k, e, a) = found, k == kind {
                     // Only a failure in the last segment counts: earlier ones would be different cases.
                     guard n == segments.count - 1 else { return nil }
-                    return Failure(kind: kind, frames: Array(segment.frames[...i]), expected: expected, actual: actual)
+                    return Failure(kind: kind, frames: Array(segment.frames[...i]), expected: e, actual: a)
                 }
             }
         }
@@ -487,6 +515,9 @@ public final class DifferentialRunner {
                   let compiled = try? PolicyCompiler.compile(policy) else { break }
             if let m = model { m.apply(policy, lookup: .compiled(compiled)) } else { model = ReferenceModel(policy: policy, lookup: .compiled(compiled)) }
             for f in segment.frames { compiledVerdict = model!.judge(f.bytes, at: f.time) }
+        }
+        if current.kind == .egressDisagreement {
+            compiledVerdict = nil  // the compiled tables play no part in egress
         }
         return Reproducer(kind: current.kind, name: name, segments: segments, expected: current.expected,
                           actual: current.actual, expectedByCompiledLookup: compiledVerdict,

@@ -36,6 +36,8 @@ public struct ParsedFrame: Sendable, Hashable {
     public var family: ICMPFamily = .ipv4
     /// The source address: 4 or 16 bytes.
     public var source: [UInt8] = []
+    /// The destination address: 4 or 16 bytes (the egress limiter's per-destination buckets).
+    public var destination: [UInt8] = []
     /// Offset just past the IP datagram by its length fields (0 when the IPv4 lengths are unusable).
     public var ipEnd: Int = 0
     /// Offset of the ICMP header (0 when it was never located).
@@ -111,6 +113,7 @@ public enum FrameParser {
         guard bytes[off + 9] == 1 else { return false }
         f.family = .ipv4
         f.source = Array(bytes[(off + 12)..<(off + 16)])
+        f.destination = Array(bytes[(off + 16)..<(off + 20)])
         let dst = bytes[(off + 16)..<(off + 20)]
         f.v4GroupDestination = dst.allSatisfy { $0 == 0xff } || (dst[dst.startIndex] >> 4) == 0xe
 
@@ -141,6 +144,7 @@ public enum FrameParser {
         guard nh == 58 || isIPv6Extension(nh) else { return false }
         f.family = .ipv6
         f.source = Array(bytes[(off + 8)..<(off + 24)])
+        f.destination = Array(bytes[(off + 24)..<(off + 40)])
         let payload = Int(bytes[off + 4]) << 8 | Int(bytes[off + 5])
         var pos = off + 40
         f.ipEnd = pos + payload

@@ -16,6 +16,8 @@ public struct ModelVerdict: Sendable, Hashable, CustomStringConvertible {
         case defaultAction = "default"
         /// Not judged: shorter than an Ethernet header or longer than the test-run limit.
         case skipped
+        /// An ICMP error leaving the host, judged by the egress limiter (`outcome` says what it did).
+        case egress
     }
 
     /// "pass" or "drop": what the policy decided (also in monitor mode); nil when skipped.
@@ -32,12 +34,15 @@ public struct ModelVerdict: Sendable, Hashable, CustomStringConvertible {
     public var type: Int?
     /// The ICMP code, when the datapath could read the type and code.
     public var code: Int?
-    /// What the XDP program returns: 1 (XDP_DROP) or 2 (XDP_PASS); nil when skipped.
+    /// What the XDP program returns: 1 (XDP_DROP) or 2 (XDP_PASS); nil when skipped. For the egress program, what
+    /// it returns to tc: 0 (TC_ACT_OK) or 2 (TC_ACT_SHOT).
     public var xdpAction: UInt32?
+    /// The egress limiter's outcome when `reason` is `.egress`: admitted, exempt, per-destination, global, disabled.
+    public var outcome: String?
 
     /// Creates a verdict.
     public init(verdict: String?, reason: Reason, rule: String? = nil, guardName: String? = nil, family: String? = nil,
-                type: Int? = nil, code: Int? = nil, xdpAction: UInt32?) {
+                type: Int? = nil, code: Int? = nil, xdpAction: UInt32?, outcome: String? = nil) {
         self.verdict = verdict
         self.reason = reason
         self.rule = rule
@@ -46,6 +51,7 @@ public struct ModelVerdict: Sendable, Hashable, CustomStringConvertible {
         self.type = type
         self.code = code
         self.xdpAction = xdpAction
+        self.outcome = outcome
     }
 
     /// XDP_DROP.
@@ -62,6 +68,7 @@ public struct ModelVerdict: Sendable, Hashable, CustomStringConvertible {
         parts.append("type=\(type.map(String.init) ?? "-")")
         parts.append("code=\(code.map(String.init) ?? "-")")
         parts.append("xdp=\(xdpAction.map(String.init) ?? "-")")
+        if let outcome { parts.append("outcome=\(outcome)") }
         return parts.joined(separator: " ")
     }
 
@@ -76,6 +83,7 @@ public struct ModelVerdict: Sendable, Hashable, CustomStringConvertible {
         if type != other.type { out.append("type") }
         if code != other.code { out.append("code") }
         if xdpAction != other.xdpAction { out.append("xdp-action") }
+        if outcome != other.outcome { out.append("outcome") }
         return out
     }
 }

@@ -19,6 +19,8 @@ public struct PolicySpec: Sendable, Hashable {
     public var guards: [(key: String, value: String)]
     /// `rules:`.
     public var rules: [RuleSpec]
+    /// The lines under `egress: errors:` (already indented); nil leaves the section out.
+    public var egress: [String]?
 
     /// Creates a spec.
     public init(name: String, mode: String? = nil, defaultAction: String? = nil, allowUnsafe: Bool? = true,
@@ -47,6 +49,10 @@ public struct PolicySpec: Sendable, Hashable {
         if !rules.isEmpty {
             out += "rules:\n"
             for r in rules { out += r.yaml }
+        }
+        if let egress {
+            out += "egress:\n  errors:\n"
+            for line in egress { out += "    \(line)\n" }
         }
         return out
     }
@@ -82,9 +88,15 @@ public struct RuleSpec: Sendable, Hashable {
 public struct PolicyGenerator {
     /// The random source.
     public var rng: SeededRNG
+    /// Draws the egress sections: a stream of its own, so the rest of a seed's policies stay what they were before
+    /// egress was generated.
+    var egressRNG: SeededRNG
 
     /// A generator for `seed`.
-    public init(seed: UInt64) { rng = SeededRNG(seed: seed) }
+    public init(seed: UInt64) {
+        rng = SeededRNG(seed: seed)
+        egressRNG = SeededRNG(seed: SeededRNG.derive(seed, 0xe9e55))
+    }
 
     static let guardKeys = ["malformed", "fragments", "bogus-errors", "broadcast-echo"]
     static let v4TypeNumbers = [0, 3, 4, 5, 8, 11, 12, 13, 17, 18, 40, 42, 99, 255]
@@ -105,6 +117,7 @@ public struct PolicyGenerator {
                     : String(rng.pick([0, 1, 8, 56, 57, 100, 1000, 1472, 65535, rng.int(0...2000)]))))
             }
             spec.guards.shuffle(using: &rng)
+            spec.egress = egressSection()
             let n = rng.int(0...maxRules)
             for i in 0..<n {
                 // A rule the parser refuses (a name that fits none of the types, a class the family lacks, a rule
@@ -159,6 +172,8 @@ public struct PolicyGenerator {
                     spec.guards.append((key, rng.pick(["drop", "pass"])))
                 }
             }
+            // The egress section changes now and then (its buckets restart only when its limits change).
+            if egressRNG.chance(0.2) { spec.egress = egressSection() }
             if let (policy, _) = try? PolicyLoader.parse(spec.yaml, fileName: "\(name).yaml"),
                (try? PolicyCompiler.compile(policy)) != nil {
                 return (spec, policy)
@@ -214,6 +229,46 @@ public struct PolicyGenerator {
             }
             return names.isEmpty ? "0" : rng.pick(names)
         }
+    }
+
+    /// Error names `exempt` takes: types of either family and codes.
+    static let exemptNames = ["fragmentation-needed", "packet-too-big", "destination-unreachable", "time-exceeded",
+                              "parameter-problem", "port-unreachable", "host-unreachable", "source-quench", "redirect"]
+
+    /// An `egress: errors:` section (half the policies have none): a global limit, a per-destination one or both,
+    /// small rates so buckets empty, and now and then an exempt list of its own.
+    mutating func egressSection() -> [String]? {
+        guard egressRNG.chance(0.5) else { return nil }
+        for _ in 0..<8 {
+            let lines = egressLines()
+            let yaml = "version: 1\negress:\n  errors:\n" + lines.map { "    \($0)\n" }.joined()
+            if (try? PolicyLoader.parse(yaml, fileName: "egress.yaml")) != nil { return lines }
+        }
+        return nil
+    }
+
+    mutating func egressLines() -> [String] {
+        func bucket() -> String {
+            let unit = egressRNG.weighted([70, 20, 10])
+            let count = unit == 0 ? egressRNG.pick([1, 2, 5, 10, 100, egressRNG.int(1...50)]) : egressRNG.int(1...120)
+            var text = "rate: \(count)/\(["s", "m", "h"][unit])"
+            if egressRNG.chance(0.7) { text += ", burst: \(egressRNG.pick([1, 2, 3, 5, egressRNG.int(1...20)]))" }
+            return text
+        }
+        var lines: [String] = []
+        let which = egressRNG.weighted([30, 30, 40])  // global, per-destination, both
+        if which != 1 { lines.append("limit: { \(bucket()) }") }
+        if which != 0 {
+            var d = bucket()
+            if egressRNG.chance(0.4) { d += ", ipv4-prefix: \(egressRNG.pick([32, 24, 16, 0, egressRNG.int(0...32)]))" }
+            if egressRNG.chance(0.4) { d += ", ipv6-prefix: \(egressRNG.pick([64, 128, 48, 0, egressRNG.int(0...128)]))" }
+            lines.append("per-destination: { \(d) }")
+        }
+        if egressRNG.chance(0.3) {
+            let names = (0..<egressRNG.int(0...3)).map { _ in egressRNG.pick(Self.exemptNames) }
+            lines.append("exempt: [\(Array(Set(names)).sorted().joined(separator: ", "))]")
+        }
+        return lines
     }
 
     mutating func rate() -> String {

@@ -12,6 +12,15 @@
 //      (source masked to the rule's prefix) and, only if it got one, from the rule's global backstop.
 //   5. monitor mode: the verdict is reported, the XDP action is always pass.
 //   6. apply: buckets belong to rule names; a rule keeps its buckets while its name and limit stay the same.
+//
+// Egress (judgeEgress: the tc program on frames the host sends, docs/egress.md):
+//   1. Only well-formed ICMP errors are judged (same parser; not malformed, not a later fragment, type read,
+//      ICMPv4 3/4/5/11/12 or ICMPv6 below 128); everything else passes untouched.
+//   2. Without an egress section: counted, passed ("disabled"). A message in `exempt`: passed ("exempt").
+//   3. A token from the destination's bucket (destination masked to the egress prefix), then from the global
+//      one; the first bucket without a token suppresses the error ("per-destination", "global").
+//   4. monitor mode: the verdict is reported, the tc action is always TC_ACT_OK.
+//   5. apply: the egress buckets (all of them) keep their state while the limits and prefixes stay the same.
 
 import IcmpwallPolicy
 
@@ -48,6 +57,27 @@ public final class ReferenceModel {
         var address: [UInt8]
     }
 
+    /// The egress limiter's global bucket and per-destination buckets (an LRU of 65536 in the datapath; the
+    /// model assumes no eviction), keyed by family and masked destination.
+    var egressGlobal = BucketState()
+    var egressDestinations: [SourceKey: BucketState] = [:]
+
+    /// What keeps the egress buckets across an apply: the datapath's egress signature covers these (not `exempt`).
+    struct EgressLimits: Hashable {
+        var global: TokenBucketSpec?
+        var perDestination: TokenBucketSpec?
+        var ipv4Prefix: Int
+        var ipv6Prefix: Int
+
+        init?(_ egress: EgressPolicy?) {
+            guard let egress else { return nil }
+            global = egress.global
+            perDestination = egress.perDestination
+            ipv4Prefix = egress.ipv4Prefix
+            ipv6Prefix = egress.ipv6Prefix
+        }
+    }
+
     /// A model with fresh state (every bucket full at its first packet).
     public init(policy: Policy, lookup: Lookup = .firstMatch) {
         self.policy = policy
@@ -64,6 +94,10 @@ public final class ReferenceModel {
         }
         global = global.filter { kept.contains($0.key) }
         perSource = perSource.filter { kept.contains($0.key.rule) }
+        if EgressLimits(policy.egress) != EgressLimits(newPolicy.egress) {
+            egressGlobal = BucketState()
+            egressDestinations = [:]
+        }
         policy = newPolicy
         lookup = newLookup
         prepare()
@@ -149,6 +183,52 @@ public final class ReferenceModel {
         case .limit:
             return finish(drop: !take(index, f, now: now), reason: .rule, rule: rule.name)
         }
+    }
+
+    /// Frames the tc test run refuses (EINVAL): beyond the size limit, shorter than an Ethernet header, and (Linux
+    /// 6.6+) IPv4 or IPv6 by the EtherType but shorter than that IP header. A host never sends those; both sides
+    /// skip them.
+    public static func egressTestRunRefuses(_ bytes: [UInt8]) -> Bool {
+        if bytes.count > maxFrameSize || bytes.count < 14 { return true }
+        let etherType = Int(bytes[12]) << 8 | Int(bytes[13])
+        return (etherType == 0x0800 && bytes.count < 14 + 20) || (etherType == 0x86dd && bytes.count < 14 + 40)
+    }
+
+    /// TC_ACT_OK and TC_ACT_SHOT.
+    public static let tcOK: UInt32 = 0
+    public static let tcShot: UInt32 = 2
+
+    /// Judges one Ethernet frame leaving the host (the tc egress program) at time `now`, updating the egress
+    /// buckets as the datapath would.
+    public func judgeEgress(_ bytes: [UInt8], at now: UInt64) -> ModelVerdict {
+        if Self.egressTestRunRefuses(bytes) {
+            return ModelVerdict(verdict: nil, reason: .skipped, xdpAction: nil)
+        }
+        let f = FrameParser.parse(bytes)
+        let isError = f.family == .ipv4 ? FrameParser.isIPv4Error(f.type) : (f.type >= 0 && f.type < 128)
+        guard f.outcome == .icmp, !f.malformed, f.fragment != .later, f.type >= 0, isError else {
+            return ModelVerdict(verdict: "pass", reason: .notICMP, xdpAction: Self.tcOK)
+        }
+        let enforce = policy.mode == .enforce
+        func finish(suppress: Bool, _ outcome: String) -> ModelVerdict {
+            ModelVerdict(verdict: suppress ? "drop" : "pass", reason: .egress, family: f.family.description,
+                         type: f.type, code: f.code, xdpAction: suppress && enforce ? Self.tcShot : Self.tcOK, outcome: outcome)
+        }
+        guard let egress = policy.egress else { return finish(suppress: false, "disabled") }
+        if egress.isExempt(family: f.family, type: UInt8(f.type), code: UInt8(truncatingIfNeeded: f.code)) {
+            return finish(suppress: false, "exempt")
+        }
+        if let perDestination = egress.perDestination {
+            let key = SourceKey(rule: "", family: f.family,
+                                address: IPPrefix.mask(f.destination, to: f.family == .ipv4 ? egress.ipv4Prefix : egress.ipv6Prefix))
+            if !egressDestinations[key, default: BucketState()].take(BucketParameters(perDestination), now: now) {
+                return finish(suppress: true, "per-destination")
+            }
+        }
+        if let global = egress.global, !egressGlobal.take(BucketParameters(global), now: now) {
+            return finish(suppress: true, "global")
+        }
+        return finish(suppress: false, "admitted")
     }
 
     /// A token for rule `index`: per: global from the rule's bucket; per: source from the source's bucket and

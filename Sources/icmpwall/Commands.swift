@@ -35,8 +35,9 @@ struct Attach: ParsableCommand {
         discussion: """
         Enforcement continues after the command exits; state is pinned under /sys/fs/bpf/icmpwall/IF/. \
         Without --policy the embedded edge-default policy is used. Over existing pins: pins of an older datapath ABI \
-        are upgraded in place without a gap; pins whose link was lost (its pin removed) get their program attached \
-        again, counters continuing.
+        are upgraded in place without a gap; pins that outlived their link (the interface was deleted and created \
+        again, or the link pin was removed) resume enforcement: same policy, counters and buckets (a --policy that \
+        differs is applied after).
         """)
 
     @Option(name: .long, help: "The interface to protect.") var interface: String
@@ -48,13 +49,19 @@ struct Attach: ParsableCommand {
     func run() throws {
         let compiled = try loadPolicy(policy, enforcing: true)
         try requirePrivileges(for: "attach", mount: !BPFFS.isMounted())
-        let result = try Dataplane().attach(interface: interface, policy: compiled, mode: mode)
+        let dataplane = Dataplane()
+        let result = try dataplane.attach(interface: interface, policy: compiled, mode: mode, policyGiven: policy != nil)
         if let u = result.upgrade {
             print("upgraded \(result.interface) in place from datapath ABI \(u.fromABI) to \(u.toABI) without a gap (program \(u.oldProgramID) -> \(u.newProgramID) on the same link): policy \(compiled.policy.name), generation \(u.install.generation); carried over: \(u.carried.joined(separator: ", ")); started afresh: \(u.fresh.joined(separator: ", "))")
             return
         }
         if result.restoredLink {
-            print("restored the pinned datapath on \(result.interface) in \(result.mode.rawValue) mode (counters and buckets continue): policy \(compiled.policy.name), generation \(result.install.generation)")
+            if result.install.resumed {
+                let running = try dataplane.status(interface: interface).first
+                print("re-attached to \(interface) in \(result.mode.rawValue) mode from its pins: policy \(running?.policyName ?? "?") (generation \(result.install.generation)) continues, counters kept")
+            } else {
+                print("re-attached to \(interface) in \(result.mode.rawValue) mode from its pins (counters and buckets continue), then applied \(compiled.policy.name): generation \(result.install.generation)")
+            }
             return
         }
         print("attached to \(result.interface) in \(result.mode.rawValue) mode: policy \(compiled.policy.name) (\(compiled.policy.rules.count) rules, generation \(result.install.generation)), pins in \(result.pinDirectory)")

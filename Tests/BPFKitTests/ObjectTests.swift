@@ -115,6 +115,29 @@ struct ObjectTests {
         }
     }
 
+    @Test("load flags reach the verifier: strict alignment refuses a misaligned packet read that loads without it")
+    func loadFlags() throws {
+        let supported = BPFLoadFlags.supported()
+        #expect(supported.contains(.strictAlignment) && supported.contains(.testRandomHigh32) && supported.contains(.testStateFrequency),
+                "every kernel since 5.x has these: \(supported)")
+        #expect(!BPFLoadFlags.supported(among: BPFLoadFlags(rawValue: 1 << 31)).contains(BPFLoadFlags(rawValue: 1 << 31)),
+                "an unknown flag is refused")
+        let bytes = try TestPrograms.compile(TestPrograms.misaligned, name: "misaligned")
+        let plain = try BPFObject(bytes: bytes, name: "plain")
+        try plain.load()
+        let strict = try BPFObject(bytes: bytes, name: "strict")
+        try strict.addLoadFlags(.strictAlignment)
+        do {
+            try strict.load()
+            Issue.record("BPF_F_STRICT_ALIGNMENT accepted a 4-byte read at packet offset 12")
+        } catch {
+            #expect(error.context == "program misaligned_read")
+            #expect(error.verifierLog?.contains("misaligned packet access") == true, "\(error.verifierLog ?? "")")
+        }
+        #expect(throws: BPFError.self) { try plain.addLoadFlags(.strictAlignment) }
+        #expect(BPFLoadFlags([.strictAlignment, .testStateFrequency]).description == "BPF_F_STRICT_ALIGNMENT|BPF_F_TEST_STATE_FREQ")
+    }
+
     @Test("verifier log on success when a level is asked for")
     func verifierLogOnSuccess() throws {
         let obj = try BPFObject(bytes: try TestPrograms.compile(TestPrograms.main, name: "main"), name: "bpfkit")

@@ -146,6 +146,25 @@ enum TestPrograms {
     char LICENSE[] SEC("license") = "GPL";
     """#
 
+    /// A bounds-checked 4-byte packet read at offset 12 (the EtherType): with the NET_IP_ALIGN of 2 that strict mode
+    /// assumes it lands at 14, not a multiple of 4. Fine on x86, refused under BPF_F_STRICT_ALIGNMENT.
+    static let misaligned = #"""
+    #include <linux/bpf.h>
+    #include <bpf/bpf_helpers.h>
+
+    SEC("xdp")
+    int misaligned_read(struct xdp_md *ctx)
+    {
+        void *data = (void *)(long)ctx->data;
+        void *end = (void *)(long)ctx->data_end;
+        if (data + 18 > end)
+            return XDP_PASS;
+        return *(__u32 *)(data + 12) == 0 ? XDP_DROP : XDP_PASS;
+    }
+
+    char LICENSE[] SEC("license") = "GPL";
+    """#
+
     /// Read-only variables only, compiled without -g (no BTF): exercises the ELF-symbol fallback.
     static let noBTF = #"""
     #include <linux/bpf.h>

@@ -59,6 +59,16 @@ final class AgentEndToEndTests {
         #expect(agent!.waitForLog("msg=\"agent running\""), "the agent started: \(agent!.log)")
         #expect(agent!.log.contains("msg=attached"), "\(agent!.log)")
         #expect(eventually { (try? httpGet(namespace: topology.serverNamespace, port: port, path: "/healthz"))?.status == 200 })
+        // By default the metrics server listens on loopback only: the namespace's listening sockets on the port are
+        // all 127.0.0.1 (0100007F in /proc/net/tcp), none on 0.0.0.0 or the veth's address.
+        let sockets: String = try topology.run(in: topology.serverNamespace, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]).stdout
+        let hexPort = ":" + String(format: "%04X", port)
+        var listening: [String] = []
+        for line in sockets.split(separator: "\n") {
+            let fields = line.split(separator: " ").map(String.init)
+            if fields.count > 3 && fields[3] == "0A" && fields[1].hasSuffix(hexPort) { listening.append(fields[1]) }
+        }
+        #expect(listening == ["0100007F" + hexPort], "metrics listen on loopback only: \(listening)")
 
         // Traffic: real ping and crafted address-mask replies.
         let ping = try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "4", "-i", "0.2", "-W", "2", topology.serverIPv4], check: false)

@@ -33,7 +33,7 @@ struct DeployTests {
         let config = try AgentConfigParser.parse(try text("deploy/systemd/agent.yaml"), fileName: "/etc/icmpwall/agent.yaml")
         #expect(config.interfaces.map(\.name) == ["eth0"] && !config.detachOnExit)
         let unit = try text("deploy/systemd/icmpwall.service")
-        #expect(unit.contains("ReadWritePaths=/sys/fs/bpf") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        #expect(unit.contains("ReadWritePaths=/sys/fs/bpf") && unit.contains("ExecReload=/bin/sh -c 'kill -HUP $$MAINPID'"))
         guard Tool.exists("systemd-analyze") else { return }
         // verify wants the binary to exist: point the copy at one that does.
         let dir = FileManager.default.temporaryDirectory.appending(path: "icmpwall-unit-\(getpid())")

@@ -10,22 +10,19 @@ import Testing
 import Glibc
 #endif
 
-/// A datapath of ABI 1 (the layout before the egress limiter), attached and pinned the way icmpwall 0.1 with ABI 1
-/// did it: from the frozen copy of that version's BPF source and ABI header in Tests/Fixtures/abi1 (git history of
-/// bpf/), compiled here with clang.
+/// A datapath of ABI 2 (icmpwall's first release with the egress limiter), attached and pinned the way that version
+/// did it: from the frozen copy of its BPF source and ABI header in Tests/Fixtures/abi2 (git history of bpf/),
+/// compiled here with clang; XDP link and tc egress filter.
 ///
-/// Its policy is written by today's `PolicyInstaller`: ABI 1's policy, rule, counter and identity maps have exactly
-/// today's layouts (the ABI 2 change only added the egress maps and named icw_meta's padding; the test checks every
-/// shared map's value size against today's struct), and the installer's egress writes go to a scratch object's maps.
-/// The meta then says ABI 1, as ABI 1's installer wrote it.
+/// Its policy is written by today's `PolicyInstaller`: ABI 2's policy, rule, counter, identity and egress maps have
+/// exactly today's layouts (ABI 3 only moved the policy's identity out of `icw_meta` into `icw_policy_meta`; the test
+/// checks every shared map's value size against today's struct). The installer's identity writes go to a scratch
+/// object, and the fixture's own 144-byte `icw_meta` is written in ABI 2's layout, as ABI 2's installer left it.
 enum OldDatapath {
+    static let abi: UInt32 = 2
     static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appending(path: "Fixtures/abi1")
-    static let pinnedMaps = [
-        "icw_control", "icw_config", "icw_meta", "icw_decisions", "icw_src4", "icw_src6", "icw_rules",
-        "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks", "icw_counters",
-        "icw_rule_counters", "icw_guard_counters",
-    ]
+        .appending(path: "Fixtures/abi2")
+    static let pinnedMaps = DatapathNames.pinnedMaps.filter { $0 != "icw_policy_meta" }
 
     /// The clang that builds the datapath (the EmbedBPF plugin uses the toolchain's): $CLANG, else on PATH, else the
     /// Swift toolchain's (the kernel-matrix guests run with a PATH that lacks it).
@@ -36,7 +33,7 @@ enum OldDatapath {
     }
 
     static func compile(into dir: TemporaryDirectory) throws -> [UInt8] {
-        let output = "\(dir.path)/icmpwall-abi1.bpf.o"
+        let output = "\(dir.path)/icmpwall-abi\(abi).bpf.o"
         var arch = utsname()
         uname(&arch)
         let machine = withUnsafeBytes(of: arch.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -46,31 +43,46 @@ enum OldDatapath {
         return Array(try Data(contentsOf: URL(fileURLWithPath: output)))
     }
 
-    /// Loads ABI 1, installs `policy`, attaches it to the server interface with an XDP link (generic mode) and pins
-    /// link and maps under /sys/fs/bpf/icmpwall/IF/ with the loose modes of that version's umask-dependent mkdir
-    /// (folders 0755, pins 0644), so the upgrade's tightening shows.
+    /// ABI 2's `icw_meta` (144 bytes): abi_version, generation, attached_at_ns, applied_at_ns, policy_sha256[32],
+    /// policy_name[64], attach_mode[16], rule_count, flags.
+    static func legacyMeta(_ identity: icw_policy_meta, attachedAt: UInt64, mode: String, flags: UInt32) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 144)
+        func put<T: FixedWidthInteger>(_ v: T, at o: Int) { withUnsafeBytes(of: v.littleEndian) { bytes.replaceSubrange(o..<o + $0.count, with: $0) } }
+        put(abi, at: 0)
+        put(identity.generation, at: 4)
+        put(attachedAt, at: 8)
+        put(identity.applied_at_ns, at: 16)
+        withUnsafeBytes(of: identity.policy_sha256) { bytes.replaceSubrange(24..<56, with: $0) }
+        withUnsafeBytes(of: identity.policy_name) { bytes.replaceSubrange(56..<120, with: $0) }
+        let m = Array(mode.utf8.prefix(15))
+        bytes.replaceSubrange(120..<120 + m.count, with: m)
+        put(identity.rule_count, at: 136)
+        put(flags, at: 140)
+        return bytes
+    }
+
+    /// Loads ABI 2, installs `policy`, attaches it to the server interface with an XDP link (generic mode) and its tc
+    /// egress filter, and pins link and maps under /sys/fs/bpf/icmpwall/IF/ with the loose modes of that version's
+    /// umask-dependent mkdir (folders 0755, pins 0644), so the upgrade's tightening shows.
     static func attach(_ topology: LabTopology, policy yaml: String, dir: TemporaryDirectory) throws {
         let object = try BPFObject(bytes: try compile(into: dir), name: "icmpwall")
         try object.load()
-        let scratch = try DatapathLoader.load(testMode: false)  // only a sink for the installer's egress writes
+        let scratch = try DatapathLoader.load(testMode: false)  // only a sink for the installer's identity writes
         let maps = try DatapathMaps { (name: String) throws(BPFError) -> BPFMap in
-            try (name.hasPrefix("icw_egress") ? scratch : object).map(named: name)
+            try (name == "icw_meta" || name == "icw_policy_meta" ? scratch : object).map(named: name)
         }
         for (map, size) in [(maps.config, MemoryLayout<icw_config>.size), (maps.control, MemoryLayout<icw_control>.size),
-                            (maps.meta, MemoryLayout<icw_meta>.size), (maps.rules, MemoryLayout<icw_rule>.size),
+                            (maps.rules, MemoryLayout<icw_rule>.size),
                             (maps.counters, MemoryLayout<icw_type_counter>.size), (maps.ruleCounters, MemoryLayout<icw_rule_counter>.size),
-                            (maps.ruleIDs, MemoryLayout<icw_rule_identity>.size), (maps.guardCounters, MemoryLayout<icw_guard_counter>.size)] {
-            #expect(Int(map.valueSize) == size, "ABI 1's \(map.name) has today's value size")
+                            (maps.ruleIDs, MemoryLayout<icw_rule_identity>.size), (maps.guardCounters, MemoryLayout<icw_guard_counter>.size),
+                            (maps.egressConfig, MemoryLayout<icw_egress_config>.size)] {
+            #expect(Int(map.valueSize) == size, "ABI 2's \(map.name) has today's value size")
         }
-        let compiled = try PolicyCompiler.compile(try PolicyLoader.parse(bytes: Array(yaml.utf8), fileName: "abi1.yaml").0,
+        #expect(try object.map(named: "icw_meta").valueSize == 144, "ABI 2's icw_meta is the 144-byte layout")
+        let compiled = try PolicyCompiler.compile(try PolicyLoader.parse(bytes: Array(yaml.utf8), fileName: "abi2.yaml").0,
                                                   capacity: DatapathCapacity.compile)
         _ = try PolicyInstaller(maps: maps).install(compiled)
-        var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
-        meta.abi_version = 1
-        meta.flags = 0
-        meta.attached_at_ns = PolicyInstaller.nanoseconds(Date())
-        PolicyInstaller.setBytes(&meta.attach_mode, Array("generic".utf8))
-        try maps.meta.update(UInt32(0), meta)
+        let identity = try #require(try PolicyInstaller(maps: maps).runningPolicy())
 
         let pins = "/sys/fs/bpf/icmpwall/\(topology.serverInterface)"
         try BPFFS.makeDirectory("\(pins)/maps", mode: 0o755)
@@ -80,10 +92,20 @@ enum OldDatapath {
             chmod("\(pins)/maps/\(name)", 0o644)
         }
         let program = try object.program(named: "icmpwall_xdp")
+        let egress = try object.program(named: "icmpwall_tc_egress")
         let interface = topology.serverInterface
-        let link = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> BPFLink in
-            try XDP.attachLink(program: program, interfaceIndex: try Interfaces.index(named: interface), mode: .generic)
+        let (link, createdClsact) = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> (BPFLink, Bool) in
+            let ifindex = try Interfaces.index(named: interface)
+            let link = try XDP.attachLink(program: program, interfaceIndex: ifindex, mode: .generic)
+            let created = try TC.createHook(interfaceIndex: ifindex)
+            _ = try TC.attach(program: egress, interfaceIndex: ifindex, point: .egress, handle: UInt32(ICW_TC_HANDLE),
+                              priority: UInt32(ICW_TC_PRIORITY), replace: true)
+            return (link, created)
         }
+        try object.map(named: "icw_meta").update(
+            key: [0, 0, 0, 0],
+            value: legacyMeta(identity, attachedAt: PolicyInstaller.nanoseconds(Date()), mode: "generic",
+                              flags: createdClsact ? ICW_META_CREATED_CLSACT : 0))
         try link.pin(at: "\(pins)/link")
         chmod("\(pins)/link", 0o644)
     }
@@ -106,7 +128,7 @@ func pinsArePrivate(_ interface: String) -> [String] {
 }
 
 /// Dropped echo requests (IPv4 type 8 code 0) read straight from the pinned counter map, whatever ABI wrote it
-/// (the row layout is the same in ABI 1 and 2).
+/// (the row layout is the same in ABI 2 and 3).
 func droppedEchoFromPins(_ interface: String) -> UInt64? {
     guard let map = try? BPFMap.openPinned("/sys/fs/bpf/icmpwall/\(interface)/maps/icw_counters"),
           let perCPU = try? map.lookupPerCPU(icw_counter_row(UInt32(ICW_FAMILY_IPV4.rawValue), 8, 0), as: icw_type_counter.self)
@@ -151,7 +173,7 @@ final class PinSafetyTests {
         return (row?["dropped"] as? NSNumber)?.uint64Value
     }
 
-    @Test("attach over ABI 1 pins upgrades in place under traffic: no echo gets through, counters carried over and never go backwards, pins made private")
+    @Test("attach over ABI 2 pins upgrades in place under traffic: no echo gets through, counters carried over and never go backwards, pins made private")
     func upgradeWithCLI() throws {
         guard Privilege.require(), Binary.available() else { return }
         let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwu"))
@@ -160,16 +182,17 @@ final class PinSafetyTests {
         let interface = topology.serverInterface
         try OldDatapath.attach(topology, policy: Self.dropEcho, dir: dir)
         let before = try statusJSON(topology)
-        #expect(before["abi_version"] as? Int == 1 && before["enforcing"] as? Bool == true, "\(before)")
+        #expect(before["abi_version"] as? Int == 2 && before["enforcing"] as? Bool == true, "\(before)")
         let oldLink = before["link_id"] as? Int
         let oldProgram = before["program_id"] as? Int
+        let oldEgress = try #require(before["egress_program_id"] as? Int, "ABI 2 has its egress filter: \(before)")
         #expect(try cli(topology, ["apply", "--interface", interface, try dir.write("p.yaml", Self.dropEcho)]).stderr
-                .contains("hold datapath ABI 1"), "apply refuses to write into ABI 1 pins")
+                .contains("hold datapath ABI 2"), "apply refuses to write into ABI 2 pins")
         let stats = try cli(topology, ["stats", "--interface", interface])
-        #expect(stats.status == 1 && stats.stderr.contains("hold datapath ABI 1") && stats.stderr.contains("upgrades them in place"),
+        #expect(stats.status == 1 && stats.stderr.contains("hold datapath ABI 2") && stats.stderr.contains("upgrades them in place"),
                 "stats names the ABI and the way out: \(stats.stderr)")
         let text = try cli(topology, ["status", "--interface", interface]).stdout
-        #expect(text.contains("pins of datapath ABI 1"), "\(text)")
+        #expect(text.contains("pins of datapath ABI 2"), "\(text)")
         #expect(!pinsArePrivate(interface).isEmpty, "the fixture's pins start loose")
 
         let (flood, out) = try Ping.start(topology, count: 300, interval: "0.01")
@@ -193,7 +216,7 @@ final class PinSafetyTests {
         }
         upgrade.waitUntilExit()
         let said = String(decoding: upgradeOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(upgrade.terminationStatus == 0 && said.contains("from datapath ABI 1 to 2 without a gap"), "\(said)")
+        #expect(upgrade.terminationStatus == 0 && said.contains("from datapath ABI 2 to 3 without a gap"), "\(said)")
         for _ in 0..<10 {
             Thread.sleep(forTimeInterval: 0.1)
             if let v = droppedEchoFromPins(interface) { samples.append(v) }
@@ -208,11 +231,11 @@ final class PinSafetyTests {
         #expect(try ruleDropped(topology, "echo") == UInt64(sent), "the rule's counter carried over by name")
 
         let after = try statusJSON(topology)
-        #expect(after["abi_version"] as? Int == 2 && after["enforcing"] as? Bool == true, "\(after)")
+        #expect(after["abi_version"] as? Int == 3 && after["enforcing"] as? Bool == true, "\(after)")
         #expect(after["policy_name"] as? String == "drop-echo-v2")
         #expect(after["link_id"] as? Int == oldLink && after["program_id"] as? Int != oldProgram, "the same link, a new program: \(after)")
-        #expect(after["egress_program_id"] is Int, "ABI 2's egress filter came with the upgrade: \(after)")
-        #expect((after["generation"] as? Int ?? 0) >= 2, "generations continue from ABI 1's: \(after)")
+        #expect((after["egress_program_id"] as? Int).map { $0 != oldEgress } == true, "the egress filter was replaced in place: \(after)")
+        #expect((after["generation"] as? Int ?? 0) >= 2, "generations continue from ABI 2's: \(after)")
         #expect(pinsArePrivate(interface).isEmpty, "folders 0700, pins 0600 after the upgrade: \(pinsArePrivate(interface))")
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"), "no staging folder left")
         let apply = try cli(topology, ["apply", "--interface", interface, try dir.write("again.yaml", Self.dropEcho)])
@@ -239,30 +262,30 @@ final class PinSafetyTests {
 
         #expect(try attach(crash: "staged").status != 0, "killed after staging")
         var status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 1 && status["program_id"] as? Int == oldProgram && status["enforcing"] as? Bool == true,
+        #expect(status["abi_version"] as? Int == 2 && status["program_id"] as? Int == oldProgram && status["enforcing"] as? Bool == true,
                 "the old datapath still enforces: \(status)")
         #expect(FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"), "a stale staging folder")
 
         #expect(try attach(crash: "switched").status != 0, "killed after the switch")
         status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 1 && status["program_id"] as? Int != oldProgram && status["enforcing"] as? Bool == true,
-                "the new program enforces behind pins that still say ABI 1: \(status)")
+        #expect(status["abi_version"] as? Int == 2 && status["program_id"] as? Int != oldProgram && status["enforcing"] as? Bool == true,
+                "the new program enforces behind pins that still say ABI 2: \(status)")
         let apply = try cli(topology, ["apply", "--interface", interface, policy])
-        #expect(apply.status == 1 && apply.stderr.contains("hold datapath ABI 1"), "apply does not write into them: \(apply.stderr)")
+        #expect(apply.status == 1 && apply.stderr.contains("hold datapath ABI 2"), "apply does not write into them: \(apply.stderr)")
 
         let finish = try attach(crash: nil)
-        #expect(finish.status == 0 && finish.stdout.contains("from datapath ABI 1 to 2"), "\(finish.stdout) \(finish.stderr)")
+        #expect(finish.status == 0 && finish.stdout.contains("from datapath ABI 2 to 3"), "\(finish.stdout) \(finish.stderr)")
         let output = Ping.finish(flood, out)
         let sent = try #require(Ping.transmitted(output))
         #expect(Ping.received(output) == 0, "no echo got through across two kills and the upgrade: \(output)")
         #expect(droppedEchoFromPins(interface) == UInt64(sent), "every echo counted once in the shared counters")
         status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 2 && status["enforcing"] as? Bool == true, "\(status)")
+        #expect(status["abi_version"] as? Int == 3 && status["enforcing"] as? Bool == true, "\(status)")
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"))
         #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
     }
 
-    @Test("the agent upgrades ABI 1 pins it finds at start, under traffic, and serves their carried counters")
+    @Test("the agent upgrades ABI 2 pins it finds at start, under traffic, and serves their carried counters")
     func upgradeByAgent() throws {
         guard Privilege.require(), Binary.available() else { return }
         let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwa"))
@@ -278,7 +301,7 @@ final class PinSafetyTests {
                                  arguments: ["--interface", interface, "--policy", policy, "--metrics-address", "127.0.0.1:9510"],
                                  logPath: "\(dir.path)/agent.log")
         #expect(agent!.waitForLog("msg=\"agent running\""), "\(agent!.log)")
-        #expect(agent!.log.contains("upgraded the pinned datapath in place") && agent!.log.contains("from_abi=1"), "\(agent!.log)")
+        #expect(agent!.log.contains("upgraded the pinned datapath in place") && agent!.log.contains("from_abi=2"), "\(agent!.log)")
         let output = Ping.finish(flood, out)
         let sent = try #require(Ping.transmitted(output))
         #expect(Ping.received(output) == 0, "enforcement never stopped: \(output)")
@@ -287,7 +310,7 @@ final class PinSafetyTests {
         #expect(metric(text, "icmpwall_rule_dropped_total", ["interface": interface, "rule": "echo"]) == Double(sent),
                 "counters from before the upgrade carried over: \(text)")
         #expect(metric(text, "icmpwall_interface_enforcing", ["interface": interface]) == 1)
-        #expect(try statusJSON(topology)["abi_version"] as? Int == 2)
+        #expect(try statusJSON(topology)["abi_version"] as? Int == 3)
         #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
     }
 
@@ -376,7 +399,7 @@ final class PinSafetyTests {
         #expect(Ping.received(ping.stdout) == 3, "the program was detached with its link pin: \(ping.stdout)")
 
         let restore = try cli(topology, ["attach", "--interface", interface, "--policy", policy, "--mode", "generic"])
-        #expect(restore.status == 0 && restore.stdout.contains("restored the pinned datapath"), "\(restore.stdout) \(restore.stderr)")
+        #expect(restore.status == 0 && restore.stdout.contains("re-attached to \(interface)"), "\(restore.stdout) \(restore.stderr)")
         ping = try topology.run(in: topology.clientNamespace, ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", topology.serverIPv4], check: false)
         #expect(Ping.received(ping.stdout) == 0, "enforcing again: \(ping.stdout)")
         let row = try #require(try statsRow(topology, type: 8))

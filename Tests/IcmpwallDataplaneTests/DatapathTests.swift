@@ -31,7 +31,8 @@ struct DatapathTests {
     func abiSizes() {
         #expect(MemoryLayout<icw_config>.size == 16)
         #expect(MemoryLayout<icw_control>.size == 8)
-        #expect(MemoryLayout<icw_meta>.size == 144)
+        #expect(MemoryLayout<icw_meta>.size == 32)
+        #expect(MemoryLayout<icw_policy_meta>.size == 112)
         #expect(MemoryLayout<icw_decision_key>.size == 12)
         #expect(MemoryLayout<icw_rule>.size == 104)
         #expect(MemoryLayout<icw_bucket>.size == 32)
@@ -414,6 +415,36 @@ struct DatapathTests {
         #expect(try h.judge(maskReply.bytes, at: second).verdict == "drop")
         // The rule left with the middle policy: its counters went with it, and the new rule of that name starts at 0.
         #expect(try h.counters().rules.first { $0.name == "no-mask-reply" }?.matched == 1)
+    }
+
+    @Test("The policy identity status reports is the active slot's: it switches with the flip, not after it")
+    func runningPolicyFollowsTheFlip() throws {
+        guard Privilege.require() else { return }
+        let h = try harness("version: 1\nname: first\ndefault: pass\n")
+        let installer = PolicyInstaller(maps: h.maps)
+        func running() throws -> (String, UInt32) {
+            let r = try #require(try installer.runningPolicy())
+            return (withUnsafeBytes(of: r.policy_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }, r.generation)
+        }
+        #expect(try running() == ("first", 1))
+        let second = try compile("version: 1\nname: second\ndefault: drop\nallow-unsafe: true\n")
+        try h.apply(second)
+        #expect(try running() == ("second", 2))
+        #expect(try h.judge(maskReply.bytes, at: 1).verdict == "drop")
+
+        // An apply killed after writing its slot (identity included) but before the flip: status still names the
+        // running policy, whose verdicts the datapath still gives.
+        let control = try #require(try h.maps.control.lookup(UInt32(0), as: icw_control.self))
+        var unflipped = icw_policy_meta()
+        unflipped.generation = control.generation + 1
+        withUnsafeMutableBytes(of: &unflipped.policy_name) { $0.copyBytes(from: Array("never-flipped".utf8)) }
+        try h.maps.policyMeta.update(1 - (control.active_slot & 1), unflipped)
+        #expect(try running() == ("second", 2))
+        #expect(try h.judge(maskReply.bytes, at: 1).verdict == "drop")
+        // The next complete apply overwrites that slot and flips to it.
+        try h.apply(compile("version: 1\nname: third\ndefault: pass\n"))
+        #expect(try running() == ("third", 3))
+        #expect(try h.judge(maskReply.bytes, at: 1).verdict == "pass")
     }
 
     @Test("Every shipped policy loads into the datapath and judges a mixed set of frames")

@@ -37,14 +37,10 @@ final class EndToEndTests {
 
     /// Runs the CLI inside a namespace (nsenter keeps the bpffs pins visible).
     func cli(_ topology: LabTopology, _ arguments: [String], namespace: String? = nil) throws -> Tool.Result {
-        try topology.run(in: namespace ?? topology.serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
+        try topology.icmpwall(arguments, namespace: namespace)
     }
 
-    func stats(_ topology: LabTopology) throws -> StatsJSON {
-        let r = try cli(topology, ["stats", "--interface", topology.serverInterface, "--json"])
-        #expect(r.status == 0, "stats failed: \(r.stderr)")
-        return try JSONDecoder().decode(StatsJSON.self, from: Data(r.stdout.utf8))
-    }
+    func stats(_ topology: LabTopology) throws -> StatsJSON { try topology.stats() }
 
     static func transmitted(_ pingOutput: String) -> Int? {
         guard let r = pingOutput.range(of: #"(\d+) packets transmitted"#, options: .regularExpression) else { return nil }
@@ -452,7 +448,12 @@ final class EndToEndTests {
         #expect(!qdiscs.contains("clsact"), "detach removed the clsact qdisc it created: \(qdiscs)")
     }
 
-    @Test("kill -9 in the middle of apply, 100 times under traffic: the datapath runs exactly the old or the new policy")
+    static func generation(_ statusJSON: String) -> UInt32? {
+        guard let r = statusJSON.range(of: #""generation":(\d+)"#, options: .regularExpression) else { return nil }
+        return UInt32(statusJSON[r].split(separator: ":")[1])
+    }
+
+    @Test("kill -9 in the middle of apply, 100 times under traffic: the datapath runs exactly the old or the new policy, and status names it")
     func killDuringApply() throws {
         guard Privilege.require(), Binary.available() else { return }
         let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwk"))
@@ -490,7 +491,14 @@ final class EndToEndTests {
         }
         #expect(try behaviour() == (false, true), "policy A: echo dropped, mask passed")
 
-        var killed = 0, outcomes: [String: Int] = [:]
+        func sha(_ path: String) throws -> String {
+            let r = try cli(topology, ["check", path])
+            let line = try #require(r.stdout.split(separator: " ").last)
+            return line.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let shaA = try sha(a), shaB = try sha(b)
+        #expect(shaA.count == 64 && shaB.count == 64 && shaA != shaB)
+        var killed = 0, outcomes: [String: Int] = [:], lastGeneration: UInt32 = 0
         for round in 0..<100 {
             let target = round % 2 == 0 ? b : a
             var pid = pid_t()
@@ -505,6 +513,18 @@ final class EndToEndTests {
             let (echoPassed, maskPassed) = try behaviour()
             #expect(echoPassed != maskPassed, "round \(round): a mix of policies (echo passed \(echoPassed), mask passed \(maskPassed))")
             outcomes[echoPassed ? "b" : "a", default: 0] += 1
+            // status names exactly the policy whose verdicts the receiver just saw (and its sha256 and generation).
+            let running = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"])
+            let expected = echoPassed ? (name: "policy-b", sha: shaB) : (name: "policy-a", sha: shaA)
+            #expect(running.status == 0 && running.stdout.contains("\"policy_name\":\"\(expected.name)\"")
+                        && running.stdout.contains("\"policy_sha256\":\"\(expected.sha)\""),
+                    "round \(round): the datapath runs \(expected.name), status says \(running.stdout) \(running.stderr)")
+            if let g = Self.generation(running.stdout) {
+                #expect(g >= lastGeneration, "round \(round): generations only grow (\(lastGeneration) then \(g))")
+                lastGeneration = g
+            } else {
+                Issue.record("round \(round): no generation in \(running.stdout)")
+            }
             // Whatever a killed apply left behind, the next apply still works from it.
         }
         #expect(killed > 50, "most applies were killed part-way: \(killed)")

@@ -56,6 +56,20 @@ final class TemporaryDirectory {
     }
 }
 
+extension LabTopology {
+    /// Runs the `icmpwall` binary inside a namespace, the server's by default (nsenter keeps the bpffs pins visible).
+    func icmpwall(_ arguments: [String], namespace: String? = nil) throws -> Tool.Result {
+        try run(in: namespace ?? serverNamespace, [Binary.path] + arguments, timeout: 120, check: false)
+    }
+
+    /// `stats --json` of the server's interface.
+    func stats() throws -> StatsJSON {
+        let r = try icmpwall(["stats", "--interface", serverInterface, "--json"])
+        guard r.status == 0 else { throw DataplaneError.system("stats failed: \(r.stderr)") }
+        return try JSONDecoder().decode(StatsJSON.self, from: Data(r.stdout.utf8))
+    }
+}
+
 /// Decoded `stats --json`.
 struct StatsJSON: Decodable {
     struct Row: Decodable {

@@ -15,14 +15,13 @@ struct DifferentialTests {
             ?? URL(fileURLWithPath: NSTemporaryDirectory()).appending(path: "icmpwall-fuzz-\(getpid())").path
     }
 
-    @Test("20,000 frames over 20 policies (seed 6): the datapath agrees with the model on every frame",
-          .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
-    func fixedSeedSlice() throws {
-        guard Privilege.require() else { return }
-        let out = Self.outputDirectory
+    /// Runs `policies` x 1,000 generated frames through the datapath and the model; every disagreement is recorded
+    /// as an issue with its reproducer.
+    static func slice(seed: UInt64, policies: Int, verifierTesting: Bool = false) throws -> DifferentialReport {
+        let out = outputDirectory
         let runner = DifferentialRunner(
-            DifferentialConfiguration(seed: 6, policies: 20, framesPerPolicy: 1000, policiesPerDatapath: 5, maxFailures: 2, shrinkBudget: 200),
-            makeDatapath: { try BPFDatapath($0) },
+            DifferentialConfiguration(seed: seed, policies: policies, framesPerPolicy: 1000, policiesPerDatapath: 5, maxFailures: 2, shrinkBudget: 200),
+            makeDatapath: { try BPFDatapath($0, verifierTesting: verifierTesting) },
             writeReproducer: { try writeReproducer($0, directory: out) })
         let report = try runner.run()
         for (r, paths) in report.failures {
@@ -32,6 +31,14 @@ struct DifferentialTests {
                 \(r.report)
                 """)
         }
+        return report
+    }
+
+    @Test("20,000 frames over 20 policies (seed 6): the datapath agrees with the model on every frame",
+          .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
+    func fixedSeedSlice() throws {
+        guard Privilege.require() else { return }
+        let report = try Self.slice(seed: 6, policies: 20)
         #expect(report.frames == 20_000 || !report.failures.isEmpty)
         // The slice must reach every part of the semantics, or agreement would prove little.
         let outcomes = Set(report.byOutcome.keys)
@@ -41,8 +48,76 @@ struct DifferentialTests {
             #expect(outcomes.contains(needed), "no frame ended as '\(needed)': \(report.coverage)")
         }
         #expect(report.limitPassed > 100 && report.limitDropped > 100, "buckets must both grant and refuse: \(report.coverage)")
+        // Every frame also went through the tc egress program as if the host sent it, reaching every outcome.
+        #expect(report.egressFrames == report.frames)
+        for needed in ["egress pass admitted", "egress pass exempt", "egress pass disabled", "egress drop per-destination",
+                       "egress drop global"] {
+            #expect((report.byOutcome[needed] ?? 0) > 10, "egress: too few '\(needed)': \(report.coverage)")
+        }
+        print(report.coverage)
         #expect(report.mustPass > 1000)
         #expect(report.applies >= 10)
+    }
+
+    @Test("5,000 frames over 5 policies (seed 11) with the verifier's testing flags: random upper halves change nothing",
+          .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
+    func strictestVerifierSlice() throws {
+        guard Privilege.require() else { return }
+        let report = try Self.slice(seed: 11, policies: 5, verifierTesting: true)
+        #expect(report.frames == 5_000 && report.failures.isEmpty)
+        #expect(report.limitPassed > 10 && report.limitDropped > 10, "buckets must both grant and refuse: \(report.coverage)")
+    }
+
+    @Test("Egress: the model and the tc program agree on prefixes, exempt codes, both buckets, apply and monitor mode",
+          .enabled(if: Privilege.available || Privilege.inCI, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) to load BPF programs; runs in CI as root"))
+    func egressScenario() throws {
+        guard Privilege.require() else { return }
+        let limited = """
+            version: 1
+            egress:
+              errors:
+                limit: { rate: 1/h, burst: 6 }
+                per-destination: { rate: 1/s, burst: 2, ipv4-prefix: 24, ipv6-prefix: 48 }
+                exempt: [port-unreachable]
+            """
+        let p = try policy(limited)
+        let datapath = try BPFDatapath(PolicyCompiler.compile(p))
+        let model = ReferenceModel(policy: p)
+        func unreachable(_ code: UInt8, to client: IPv4Address) -> [UInt8] {
+            let probe = IPv4Packet(header: IPv4Header(source: client, destination: "192.0.2.2"), payload: .udp(UDPDatagram(destinationPort: 9)))
+            return FrameBuilder.icmpv4(.destinationUnreachable(code: code, quoting: probe), from: "192.0.2.2", to: client).bytes
+        }
+        let v6 = FrameBuilder.icmpv6(.timeExceeded(quoting: IPv6Packet(header: IPv6Header(), payload: .udp(UDPDatagram()))),
+                                     from: "2001:db8::2", to: "2001:db8:0:7::1").bytes
+        var outcomes: [String] = []
+        func both(_ frame: [UInt8], at t: UInt64) throws {
+            let actual = try #require(try datapath.judgeEgress(frame, at: t))
+            let expected = model.judgeEgress(frame, at: t)
+            #expect(actual == expected, "frame \(outcomes.count + 1): datapath \(actual), model \(expected)")
+            outcomes.append(expected.outcome ?? expected.reason.rawValue)
+        }
+        // 198.51.100.1 and .2 share a /24 bucket of 2; port-unreachable (code 3) is exempt; host-unreachable is not.
+        for last: UInt8 in [1, 2, 1, 2] { try both(unreachable(1, to: IPv4Address([198, 51, 100, last])), at: second) }
+        try both(unreachable(3, to: "198.51.100.1"), at: second)
+        try both(unreachable(1, to: "198.51.101.1"), at: second)
+        try both(v6, at: second)
+        try both(unreachable(1, to: "198.51.100.9"), at: 2 * second)  // a second later: one more token in the /24
+        // Four more /24s, each with tokens of its own: the global burst of 6 runs out after the first.
+        for third: UInt8 in 113...116 { try both(unreachable(1, to: IPv4Address([203, 0, third, 1])), at: 3 * second) }
+        #expect(outcomes == ["admitted", "admitted", "per-destination", "per-destination", "exempt", "admitted", "admitted",
+                             "admitted", "admitted", "global", "global", "global"], "\(outcomes)")
+        // apply with the limits unchanged keeps the buckets; monitor mode reports but never shoots.
+        let monitor = try policy(limited + "\nmode: monitor\n")
+        try datapath.apply(PolicyCompiler.compile(monitor))
+        model.apply(monitor)
+        try both(unreachable(1, to: "203.0.117.1"), at: 3 * second)
+        #expect(outcomes.last == "global" && model.judgeEgress(unreachable(1, to: "203.0.118.1"), at: 3 * second).xdpAction == 0)
+        // Changed limits restart every egress bucket.
+        let changed = try policy(limited.replacingOccurrences(of: "burst: 6", with: "burst: 7"))
+        try datapath.apply(PolicyCompiler.compile(changed))
+        model.apply(changed)
+        try both(unreachable(1, to: "203.0.119.1"), at: 3 * second)
+        #expect(outcomes.last == "admitted")
     }
 
     @Test("Found by the differential run: TCP and UDP behind exactly 8 IPv6 extension headers pass untouched",

@@ -15,7 +15,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h> /* struct bpf_spin_lock */
 
-#define ICW_ABI_VERSION 2
+#define ICW_ABI_VERSION 3
 
 /* ---- limits -------------------------------------------------------------------------------- */
 
@@ -120,22 +120,32 @@ struct icw_control {
 };
 _Static_assert(sizeof(struct icw_control) == 8, "icw_control layout");
 
-/* ---- metadata for status (map icw_meta, one entry; the datapath never reads it) ------------- */
+/* ---- metadata for status (map icw_meta, one entry; the datapath never reads it) -------------
+ * What the attachment is. What policy runs is per slot, in icw_policy_meta. */
 
 #define ICW_NAME_LEN 64
 struct icw_meta {
 	__u32 abi_version;
-	__u32 generation;
-	__u64 attached_at_ns;   /* CLOCK_REALTIME when attach created the pins */
-	__u64 applied_at_ns;    /* CLOCK_REALTIME of the last successful apply */
-	__u8 policy_sha256[32];
-	char policy_name[ICW_NAME_LEN];
-	char attach_mode[16];   /* "native" or "generic" */
-	__u32 rule_count;
 	__u32 flags;            /* ICW_META_* */
+	__u64 attached_at_ns;   /* CLOCK_REALTIME when attach created the pins */
+	char attach_mode[16];   /* "native" or "generic" */
 };
 #define ICW_META_CREATED_CLSACT 1u /* attach created the clsact qdisc (detach may remove it if left empty) */
-_Static_assert(sizeof(struct icw_meta) == 144, "icw_meta layout");
+_Static_assert(sizeof(struct icw_meta) == 32, "icw_meta layout");
+
+/* ---- policy identity per slot (map icw_policy_meta, index = slot; the datapath never reads it) ----
+ * Written with the rest of the slot before the flip, so the identity `status` reports (that of the slot
+ * icw_control names) switches in the same map update as the datapath: a process killed at any moment
+ * leaves status naming exactly the policy that runs. */
+
+struct icw_policy_meta {
+	__u32 generation;       /* the same as icw_config.generation of this slot */
+	__u32 rule_count;
+	__u64 applied_at_ns;    /* CLOCK_REALTIME when apply wrote this slot (just before its flip) */
+	__u8 policy_sha256[32];
+	char policy_name[ICW_NAME_LEN];
+};
+_Static_assert(sizeof(struct icw_policy_meta) == 112, "icw_policy_meta layout");
 
 /* ---- decision table (map icw_decisions, hash) ------------------------------------------------ */
 

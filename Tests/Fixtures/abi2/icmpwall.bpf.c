@@ -11,6 +11,9 @@
  *
  * Two policies live side by side in the maps (slot 0 and 1); icw_control says which one is live, and
  * a frame reads it once, so `apply` flips between whole policies.
+ *
+ * A second program, icmpwall_tc_egress (tc clsact egress), uses the same parser to find the ICMP errors
+ * this host generates and limits them with a global and a per-destination token bucket.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -132,6 +135,41 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct icw_egress_config);
+} icw_egress_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * 512);
+	__type(key, __u32);
+	__type(value, struct icw_code_bits);
+} icw_egress_exempt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct icw_bucket);
+} icw_egress_bucket SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ICW_MAX_DESTINATION_BUCKETS);
+	__type(key, struct icw_destination_key);
+	__type(value, struct icw_bucket_state);
+} icw_egress_destinations SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ICW_COUNTER_ROWS);
+	__type(key, __u32);
+	__type(value, struct icw_type_counter);
+} icw_egress_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -220,6 +258,7 @@ struct icw_frame {
 	__u8 v4_group_dst;   /* IPv4 destination is 255.255.255.255 or multicast */
 	__u8 pad[3];
 	__u8 src[16];
+	__u8 dst[16];
 };
 
 /* The packet, for the few reads after parsing (quoted headers of errors). */
@@ -251,6 +290,12 @@ static __always_inline __u64 icw_now(void)
 static __always_inline int icw_is_v4_error(__u32 type)
 {
 	return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+/* ICMPv4 3, 4, 5, 11, 12; ICMPv6 0-127 (RFC 4443: the error range). */
+static __always_inline int icw_is_error(const struct icw_frame *f)
+{
+	return f->family == ICW_FAMILY_IPV4 ? icw_is_v4_error(f->type) : f->type < 128;
 }
 
 static __always_inline int icw_is_echo(__u8 family, __u32 type)
@@ -316,13 +361,28 @@ static __always_inline int icw_global_take(__u32 rule_id, const struct icw_limit
 	return ok;
 }
 
+/* Takes a token from an LRU-held bucket under one of the striped locks (LRU values cannot hold one). */
+static __always_inline int icw_striped_take(struct icw_bucket_state *s, const struct icw_limit *l, __u32 epoch,
+					    __u64 now, __u32 seed)
+{
+	struct icw_lock *stripe;
+	__u32 hash = ((seed * 0x9E3779B1u) >> 22) & (ICW_SOURCE_LOCK_STRIPES - 1);
+	int ok;
+
+	stripe = bpf_map_lookup_elem(&icw_source_locks, &hash);
+	if (!stripe)
+		return 1;
+	bpf_spin_lock(&stripe->lock);
+	ok = icw_bucket_take(s, l, epoch, now);
+	bpf_spin_unlock(&stripe->lock);
+	return ok;
+}
+
 static __always_inline int icw_source_take(const struct icw_frame *f, const struct icw_rule *r, __u64 now)
 {
 	struct icw_source_key key = {};
 	struct icw_bucket_state *s;
-	struct icw_lock *stripe;
-	__u32 words[4], hash, i;
-	int ok;
+	__u32 words[4], i;
 
 	key.rule_id = r->rule_id;
 	key.family = f->family;
@@ -345,15 +405,7 @@ static __always_inline int icw_source_take(const struct icw_frame *f, const stru
 		if (!s)
 			return 1; /* the LRU could not hold it this instant: the backstop still applies */
 	}
-	hash = (words[0] ^ words[1] ^ words[2] ^ words[3] ^ r->rule_id) * 0x9E3779B1u;
-	hash = (hash >> 22) & (ICW_SOURCE_LOCK_STRIPES - 1);
-	stripe = bpf_map_lookup_elem(&icw_source_locks, &hash);
-	if (!stripe)
-		return 1;
-	bpf_spin_lock(&stripe->lock);
-	ok = icw_bucket_take(s, &r->limit, r->bucket_epoch, now);
-	bpf_spin_unlock(&stripe->lock);
-	return ok;
+	return icw_striped_take(s, &r->limit, r->bucket_epoch, now, words[0] ^ words[1] ^ words[2] ^ words[3] ^ r->rule_id);
 }
 
 /* ---- parsing ---------------------------------------------------------------------------------- */
@@ -442,6 +494,7 @@ static __always_inline int icw_parse_ipv4(const struct icw_packet *pkt, struct i
 
 	f->family = ICW_FAMILY_IPV4;
 	__builtin_memcpy(f->src, &ip->saddr, 4);
+	__builtin_memcpy(f->dst, &ip->daddr, 4);
 	f->v4_group_dst = ip->daddr == 0xffffffff || (bpf_ntohl(ip->daddr) >> 28) == 0xe;
 
 	ihl = (ip->version_ihl & 0x0f) * 4;
@@ -488,6 +541,7 @@ static __always_inline int icw_parse_ipv6(const struct icw_packet *pkt, struct i
 
 	f->family = ICW_FAMILY_IPV6;
 	__builtin_memcpy(f->src, ip6->saddr, 16);
+	__builtin_memcpy(f->dst, ip6->daddr, 16);
 	payload = bpf_ntohs(ip6->payload_len);
 	pos = off + sizeof(*ip6);
 	f->ip_end = pos + payload;
@@ -531,8 +585,10 @@ static __always_inline int icw_parse_ipv6(const struct icw_packet *pkt, struct i
 		nh = h[0];
 		pos += len;
 	}
+	if (nh != IPPROTO_ICMPV6_ && !icw_is_ipv6_ext(nh))
+		return 0; /* another upper layer behind the eighth header: not ICMP */
 	if (nh != IPPROTO_ICMPV6_)
-		goto malformed; /* longer than the parser follows, or cut short */
+		goto malformed; /* longer than the parser follows */
 	f->icmp_off = pos;
 	f->icmp_len = pos <= f->ip_end ? f->ip_end - pos : 0;
 	if (pos > f->ip_end)
@@ -692,8 +748,7 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 			return icw_finish(f, &j, cfg->mode);
 	}
 	if (cfg->guard_drop[ICW_GUARD_BOGUS_ERRORS] && !f->malformed) {
-		int is_error = f->family == ICW_FAMILY_IPV4 ? icw_is_v4_error(f->type) : f->type < 128;
-		if (is_error && icw_bogus_error(&pkt, f)) {
+		if (icw_is_error(f) && icw_bogus_error(&pkt, f)) {
 			icw_guard(f, cfg, &j, ICW_GUARD_BOGUS_ERRORS);
 			return icw_finish(f, &j, cfg->mode);
 		}
@@ -739,6 +794,44 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 	return icw_finish(f, &j, cfg->mode);
 }
 
+/* Ethernet and up to two VLAN tags: the EtherType of what follows, or 0 when the frame is cut short. */
+static __always_inline __u32 icw_parse_l2(const struct icw_packet *pkt, __u32 *off)
+{
+	struct icw_ethhdr *eth = pkt->data;
+	__u32 proto, i;
+
+	if ((void *)(eth + 1) > pkt->data_end)
+		return 0;
+	proto = eth->proto;
+	*off = sizeof(*eth);
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		struct icw_vlanhdr *vlan;
+		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
+			break;
+		vlan = pkt->data + *off;
+		if ((void *)(vlan + 1) > pkt->data_end)
+			return 0;
+		proto = vlan->proto;
+		*off += sizeof(*vlan);
+	}
+	return proto;
+}
+
+/* 1 when the frame carries ICMP or ICMPv6 (f filled in), 0 for everything else. */
+static __always_inline int icw_parse(const struct icw_packet *pkt, struct icw_frame *f)
+{
+	__u32 off = 0, proto = icw_parse_l2(pkt, &off);
+
+	f->type = -1;
+	f->code = -1;
+	if (proto == bpf_htons(ETH_P_IPV4))
+		return icw_parse_ipv4(pkt, f, off);
+	if (proto == bpf_htons(ETH_P_IPV6_))
+		return icw_parse_ipv6(pkt, f, off);
+	return 0;
+}
+
 SEC("xdp")
 int icmpwall_xdp(struct xdp_md *ctx)
 {
@@ -747,41 +840,143 @@ int icmpwall_xdp(struct xdp_md *ctx)
 		.data_end = (void *)(long)ctx->data_end,
 	};
 	struct icw_frame f = {};
-	struct icw_ethhdr *eth;
-	__u32 off, proto, i;
+	struct icw_ethhdr *eth = pkt.data;
 
 	f.len = pkt.data_end - pkt.data;
-	f.type = -1;
-	f.code = -1;
-
-	eth = pkt.data;
+	if (!icw_parse(&pkt, &f))
+		return XDP_PASS;
 	if ((void *)(eth + 1) > pkt.data_end)
 		return XDP_PASS;
-	proto = eth->proto;
-	off = sizeof(*eth);
-#pragma unroll
-	for (i = 0; i < 2; i++) {
-		struct icw_vlanhdr *vlan;
-		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
-			break;
-		vlan = pkt.data + off;
-		if ((void *)(vlan + 1) > pkt.data_end)
-			return XDP_PASS;
-		proto = vlan->proto;
-		off += sizeof(*vlan);
-	}
-
-	if (proto == bpf_htons(ETH_P_IPV4)) {
-		if (!icw_parse_ipv4(&pkt, &f, off))
-			return XDP_PASS;
-	} else if (proto == bpf_htons(ETH_P_IPV6_)) {
-		if (!icw_parse_ipv6(&pkt, &f, off))
-			return XDP_PASS;
-	} else {
-		return XDP_PASS;
-	}
-
 	f.l2_broadcast = (eth->dst[0] & eth->dst[1] & eth->dst[2] & eth->dst[3] & eth->dst[4] &
 			  eth->dst[5]) == 0xff;
 	return icw_judge(ctx, &f);
+}
+
+/* ---- egress: the ICMP errors this host generates (tc clsact egress) ---------------------------- */
+
+#define TC_ACT_OK_ 0
+#define TC_ACT_SHOT_ 2
+
+/* The one exit of the egress judgement: counters (generated / suppressed), then the action. */
+static __always_inline int icw_egress_finish(const struct icw_frame *f, __u8 suppress, __u8 outcome, __u8 mode)
+{
+	__u32 row = icw_counter_row(f->family, f->type, (__u32)f->code);
+	struct icw_type_counter *tc = bpf_map_lookup_elem(&icw_egress_counters, &row);
+
+	if (tc) {
+		if (suppress) {
+			tc->dropped_packets++;
+			tc->dropped_bytes += f->len;
+		} else {
+			tc->passed_packets++;
+			tc->passed_bytes += f->len;
+		}
+	}
+	if (icw_test_mode) {
+		__u32 zero = 0;
+		struct icw_verdict_record *rec = bpf_map_lookup_elem(&icw_last, &zero);
+		if (rec) {
+			rec->sequence++;
+			rec->rule_id = 0;
+			rec->rule_ref = ICW_RULE_REF_DEFAULT;
+			rec->verdict = suppress;
+			rec->reason = ICW_REASON_EGRESS;
+			rec->guard = outcome;
+			rec->family = f->family;
+			rec->type = f->type;
+			rec->code = f->code;
+			rec->counter_row = row;
+		}
+	}
+	return suppress && mode == ICW_MODE_ENFORCE ? TC_ACT_SHOT_ : TC_ACT_OK_;
+}
+
+/* Separately verified, like icw_judge. */
+__attribute__((noinline)) int icw_egress_judge(struct __sk_buff *skb, const struct icw_frame *f)
+{
+	struct icw_egress_config *ecfg;
+	struct icw_config *cfg;
+	struct icw_control *ctl;
+	struct icw_code_bits *exempt;
+	__u32 zero = 0, slot, index;
+	__u64 now;
+
+	if (!f || !skb)
+		return TC_ACT_OK_;
+	ctl = bpf_map_lookup_elem(&icw_control, &zero);
+	if (!ctl)
+		return TC_ACT_OK_;
+	slot = ctl->active_slot & 1;
+	cfg = bpf_map_lookup_elem(&icw_config, &slot);
+	ecfg = bpf_map_lookup_elem(&icw_egress_config, &slot);
+	if (!cfg || !ecfg)
+		return TC_ACT_OK_;
+	if (!ecfg->enabled)
+		return icw_egress_finish(f, 0, ICW_EGRESS_DISABLED, cfg->mode);
+
+	index = slot * 512 + (f->family & 1) * 256 + ((__u32)f->type & 0xff);
+	exempt = bpf_map_lookup_elem(&icw_egress_exempt, &index);
+	if (exempt) {
+		__u32 code = (__u32)f->code & 0xff;
+		if ((exempt->bits[code >> 6] >> (code & 63)) & 1)
+			return icw_egress_finish(f, 0, ICW_EGRESS_EXEMPT, cfg->mode);
+	}
+
+	now = icw_now();
+	if (ecfg->destination.count) {
+		struct icw_destination_key key = { .family = f->family };
+		struct icw_bucket_state *s;
+		__u32 words[4], i;
+
+		__builtin_memcpy(words, f->dst, 16);
+		if (f->family == ICW_FAMILY_IPV4) {
+			words[0] &= ecfg->dst4_mask;
+			words[1] = words[2] = words[3] = 0;
+		} else {
+			for (i = 0; i < 4; i++)
+				words[i] &= ecfg->dst6_mask[i];
+		}
+		__builtin_memcpy(key.addr, words, 16);
+		s = bpf_map_lookup_elem(&icw_egress_destinations, &key);
+		if (!s) {
+			struct icw_bucket_state fresh = {};
+			bpf_map_update_elem(&icw_egress_destinations, &key, &fresh, BPF_NOEXIST);
+			s = bpf_map_lookup_elem(&icw_egress_destinations, &key);
+		}
+		if (s && !icw_striped_take(s, &ecfg->destination, ecfg->bucket_epoch, now,
+					   words[0] ^ words[1] ^ words[2] ^ words[3] ^ 0xe9e55))
+			return icw_egress_finish(f, 1, ICW_EGRESS_PER_DESTINATION, cfg->mode);
+	}
+	if (ecfg->global.count) {
+		struct icw_bucket *b = bpf_map_lookup_elem(&icw_egress_bucket, &zero);
+		int ok = 1;
+		if (b) {
+			bpf_spin_lock(&b->lock);
+			ok = icw_bucket_take(&b->state, &ecfg->global, ecfg->bucket_epoch, now);
+			bpf_spin_unlock(&b->lock);
+		}
+		if (!ok)
+			return icw_egress_finish(f, 1, ICW_EGRESS_GLOBAL, cfg->mode);
+	}
+	return icw_egress_finish(f, 0, ICW_EGRESS_ADMITTED, cfg->mode);
+}
+
+SEC("tc")
+int icmpwall_tc_egress(struct __sk_buff *skb)
+{
+	struct icw_packet pkt;
+	struct icw_frame f = {};
+
+	/* The headers of locally generated errors are normally in the linear part; pull them in if not. */
+	if (skb->data_end - skb->data < 128 && skb->len > skb->data_end - skb->data)
+		bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+	pkt.data = (void *)(long)skb->data;
+	pkt.data_end = (void *)(long)skb->data_end;
+	f.len = skb->len;
+	if (!icw_parse(&pkt, &f))
+		return TC_ACT_OK_;
+	/* Only well-formed errors are limited; anything else this host sends is not icmpwall's business. */
+	if (f.malformed || f.fragment == 2 || f.type < 0 || !icw_is_error(&f))
+		return TC_ACT_OK_;
+	return icw_egress_judge(skb, &f);
 }

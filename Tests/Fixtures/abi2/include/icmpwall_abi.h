@@ -15,7 +15,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h> /* struct bpf_spin_lock */
 
-#define ICW_ABI_VERSION 1
+#define ICW_ABI_VERSION 2
 
 /* ---- limits -------------------------------------------------------------------------------- */
 
@@ -30,6 +30,11 @@
 #define ICW_MAX_PREFIXES 65536
 /* Per-source token buckets (LRU: spoofed sources evict each other, memory stays bounded). */
 #define ICW_MAX_SOURCE_BUCKETS 65536
+/* Per-destination buckets of the egress error limiter (LRU). */
+#define ICW_MAX_DESTINATION_BUCKETS 65536
+/* The egress filter icmpwall owns on clsact egress: only this handle and priority are ever touched. */
+#define ICW_TC_HANDLE 0x1c3d
+#define ICW_TC_PRIORITY 0xc3d
 /* Extension headers the IPv6 parser follows before it calls the chain malformed. */
 #define ICW_MAX_IPV6_EXT_HEADERS 8
 
@@ -72,6 +77,16 @@ enum icw_reason {
 	ICW_REASON_GUARD = 1,
 	ICW_REASON_RULE = 2,
 	ICW_REASON_DEFAULT = 3,
+	ICW_REASON_EGRESS = 4,  /* an ICMP error this host generated, judged by the egress limiter */
+};
+
+/* What the egress limiter did (icw_verdict_record.guard when reason is ICW_REASON_EGRESS). */
+enum icw_egress_outcome {
+	ICW_EGRESS_ADMITTED = 0,
+	ICW_EGRESS_EXEMPT = 1,            /* listed in exempt: never limited */
+	ICW_EGRESS_PER_DESTINATION = 2,   /* suppressed: the destination's bucket was empty */
+	ICW_EGRESS_GLOBAL = 3,            /* suppressed: the global bucket was empty */
+	ICW_EGRESS_DISABLED = 4,          /* the policy has no egress section: counted, not limited */
 };
 
 /* How a decision-table key matches the code and type. Looked up most specific first. */
@@ -117,8 +132,9 @@ struct icw_meta {
 	char policy_name[ICW_NAME_LEN];
 	char attach_mode[16];   /* "native" or "generic" */
 	__u32 rule_count;
-	__u32 pad;
+	__u32 flags;            /* ICW_META_* */
 };
+#define ICW_META_CREATED_CLSACT 1u /* attach created the clsact qdisc (detach may remove it if left empty) */
 _Static_assert(sizeof(struct icw_meta) == 144, "icw_meta layout");
 
 /* ---- decision table (map icw_decisions, hash) ------------------------------------------------ */
@@ -203,6 +219,36 @@ struct icw_rule_identity {
 	__u64 limit_signature;
 };
 _Static_assert(sizeof(struct icw_rule_identity) == 16, "icw_rule_identity layout");
+
+/* ---- egress: limits on the ICMP errors this host generates (tc clsact egress) ----------------
+ * Map icw_egress_config, array, index = slot (switched with the ingress policy). */
+
+struct icw_egress_config {
+	struct icw_limit global;      /* count 0: no global limit */
+	struct icw_limit destination; /* count 0: no per-destination limit */
+	__u32 dst4_mask;              /* network order */
+	__u32 dst6_mask[4];
+	__u32 bucket_epoch;           /* changes when the limits change: stale buckets restart full */
+	__u8 enabled;                 /* 0: the policy has no egress section (errors are counted only) */
+	__u8 dst4_prefix;
+	__u8 dst6_prefix;
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct icw_egress_config) == 96, "icw_egress_config layout");
+
+/* Map icw_egress_exempt, array, index = slot * 512 + family * 256 + type: one bit per code. */
+struct icw_code_bits {
+	__u64 bits[4];
+};
+_Static_assert(sizeof(struct icw_code_bits) == 32, "icw_code_bits layout");
+
+/* Map icw_egress_destinations, LRU hash: a bucket per destination prefix. */
+struct icw_destination_key {
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];       /* masked to the configured prefix; IPv4 in the first 4 bytes */
+};
+_Static_assert(sizeof(struct icw_destination_key) == 20, "icw_destination_key layout");
 
 /* ---- token buckets --------------------------------------------------------------------------- */
 
