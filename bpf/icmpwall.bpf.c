@@ -324,8 +324,10 @@ static __always_inline int icw_byte_at(const struct icw_packet *pkt, __u32 off, 
 
 /* ---- token buckets: `now` is passed in so test-run and replay can drive time ------------------ */
 
-static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const struct icw_limit *l,
-					   __u32 epoch, __u64 now)
+/* Brings a bucket up to `now`. Refilling early changes nothing a later take would see (the credit is capped
+ * the same way whether time is added in one step or several), so a check may refill without taking. */
+static __always_inline void icw_bucket_refill(struct icw_bucket_state *s, const struct icw_limit *l,
+					      __u32 epoch, __u64 now)
 {
 	if (s->epoch != epoch) {
 		/* A new bucket, or the rule's limit changed: start full. */
@@ -342,6 +344,12 @@ static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const str
 		}
 		s->last_ns = now;
 	}
+}
+
+static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const struct icw_limit *l,
+					   __u32 epoch, __u64 now)
+{
+	icw_bucket_refill(s, l, epoch, now);
 	if (s->credit >= l->period_ns) {
 		s->credit -= l->period_ns;
 		return 1;
@@ -357,6 +365,20 @@ static __always_inline int icw_global_take(__u32 rule_id, const struct icw_limit
 		return 1;
 	bpf_spin_lock(&b->lock);
 	ok = icw_bucket_take(&b->state, l, epoch, now);
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/* 1 when the rule's global bucket holds a token now (taking none). */
+static __always_inline int icw_global_has_token(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now)
+{
+	struct icw_bucket *b = bpf_map_lookup_elem(&icw_buckets, &rule_id);
+	int ok;
+	if (!b)
+		return 1;
+	bpf_spin_lock(&b->lock);
+	icw_bucket_refill(&b->state, l, epoch, now);
+	ok = b->state.credit >= l->period_ns;
 	bpf_spin_unlock(&b->lock);
 	return ok;
 }
@@ -784,8 +806,11 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 	} else if (rule->action == ICW_ACTION_LIMIT) {
 		__u64 now = icw_now();
 		if (rule->per == ICW_PER_SOURCE) {
-			/* Per-source first; only a source with a token charges the rule's backstop. */
-			j.drop = !icw_source_take(f, rule, now) ||
+			/* An empty backstop drops before the source is looked at: a spoofed flood then costs no LRU
+			 * insert per frame and evicts no real source's bucket. Otherwise per-source first; only a
+			 * source with a token charges the backstop. */
+			j.drop = !icw_global_has_token(rule->rule_id, &rule->backstop, rule->bucket_epoch, now) ||
+				 !icw_source_take(f, rule, now) ||
 				 !icw_global_take(rule->rule_id, &rule->backstop, rule->bucket_epoch, now);
 		} else {
 			j.drop = !icw_global_take(rule->rule_id, &rule->limit, rule->bucket_epoch, now);
