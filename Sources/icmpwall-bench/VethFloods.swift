@@ -41,6 +41,17 @@ struct FloodComparison {
     }
     /// Problems found by the checks that each receiver really did what it should (empty: all fine).
     var problems: [String] = []
+    /// The receiver's XDP program in a separate window with the kernel's run-time statistics on.
+    var profiles: [Receiver: ProgramProfile] = [:]
+}
+
+/// The kernel's view of the receiver's XDP program during a flood: mean run time (BPF_ENABLE_STATS) and size.
+struct ProgramProfile {
+    var nanosecondsPerRun: Double
+    var runs: UInt64
+    var translatedBytes: UInt32
+    var jitedBytes: UInt32
+    var verifiedInstructions: UInt32
 }
 
 /// The namespaces, the bench programs and the receivers' set-up and counters.
@@ -57,9 +68,12 @@ final class VethBench: @unchecked Sendable {
     private var receiverLink: BPFLink?
     private var icmpwallAttached = false
     private var nftLoaded = false
+    /// Run the receiver's NAPI in a thread on its own CPU (see separateReceiverCPU).
+    let separateCPU: Bool
 
-    init(object: BPFObject) throws {
+    init(object: BPFObject, separateCPU: Bool) throws {
         self.object = object
+        self.separateCPU = separateCPU
         tx = try object.program(named: "icw_bench_tx")
         counts = try object.map(named: "icw_bench_counts")
         config = try object.map(named: "icw_bench_cfg")
@@ -118,6 +132,35 @@ final class VethBench: @unchecked Sendable {
             let policy = edgeDefault
             _ = try NetworkNamespace.run(in: t.serverNamespace) { try Dataplane().attach(interface: t.serverInterface, policy: policy, mode: .native) }
         }
+        try separateReceiverCPU()
+    }
+
+    /// With `--separate-cpu`: moves the receiver's veth NAPI poll into its own kernel thread
+    /// (`/sys/class/net/IF/threaded`) pinned to the last CPU, away from the sender on CPU 0, so the receiver judges
+    /// frames at its own pace and what it cannot take overflows the veth ring on the sender's side. Not the
+    /// default: the thread's wake-ups and its competition with whatever else runs on that CPU weigh more than the
+    /// programs compared (measured on a shared 2-CPU machine: the ratios swung by 2x between rounds), while the
+    /// default (the receiver's NAPI in the sender's softirq, on one CPU) gives stable ratios. veth has NAPI only
+    /// while XDP is attached, so this runs after every attach. Returns false when not separating.
+    @discardableResult
+    func separateReceiverCPU() throws -> Bool {
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        guard separateCPU, cpus > 1 else { return false }
+        let t = topology
+        try Tool.run(["ip", "netns", "exec", t.serverNamespace, "sh", "-c", "echo 1 > /sys/class/net/\(t.serverInterface)/threaded"])
+        // The thread is napi/IF-ID; comm holds 15 bytes, and the first 10 of the interface name are the bench's own.
+        let comm = "napi/" + t.serverInterface.prefix(10)
+        for _ in 0..<50 {
+            let threads = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { Int($0) != nil }.filter { pid in
+                ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").hasPrefix(comm)
+            }
+            if !threads.isEmpty {
+                for pid in threads { try Tool.run(["taskset", "-p", "-c", "\(cpus - 1)", pid]) }
+                return true
+            }
+            usleep(10_000)
+        }
+        throw DataplaneError.system("no NAPI thread \(comm)* after enabling threaded NAPI on \(t.serverInterface)")
     }
 
     /// Removes the receiver's program, pins and nft table (each only if set up).
@@ -191,6 +234,24 @@ final class VethBench: @unchecked Sendable {
                       admitted: after.2 - before.2, seconds: elapsed)
     }
 
+    /// A window with run-time statistics on: the mean cost of the receiver's XDP program on the real path.
+    func profile(_ receiver: Receiver, frame: [UInt8], seconds: Double, chunk: UInt32) throws -> ProgramProfile {
+        let t = topology, index = receiverIndex
+        let program = try NetworkNamespace.run(in: t.serverNamespace) { () throws -> BPFProgram in
+            guard let id = try XDP.query(interfaceIndex: index).programID else { throw DataplaneError.system("no XDP program on \(t.serverInterface)") }
+            return try BPFProgram.open(id: id)
+        }
+        let stats = try BPFRunStats()
+        let before = try program.info()
+        _ = try inject(frame, seconds: seconds, chunk: chunk)
+        let after = try program.info()
+        withExtendedLifetime(stats) {}
+        let runs = after.runCount - before.runCount
+        return ProgramProfile(nanosecondsPerRun: Double(after.runTimeNanoseconds - before.runTimeNanoseconds) / Double(max(runs, 1)),
+                              runs: runs, translatedBytes: after.translatedSize, jitedBytes: after.jitedSize,
+                              verifiedInstructions: after.verifiedInstructions)
+    }
+
     /// Rounds of every receiver in turn (the order rotates each round), fresh set-up for each window.
     func compare(title: String, frame: [UInt8], sources: UInt32, nftRules: String, rounds: Int, seconds: Double,
                  chunk: UInt32, check: (Receiver, Window) -> String?) throws -> FloodComparison {
@@ -206,6 +267,11 @@ final class VethBench: @unchecked Sendable {
                 if let problem = check(receiver, w) { result.problems.append("\(receiver.rawValue), round \(round + 1): \(problem)") }
                 result.windows[receiver, default: []].append(w)
             }
+        }
+        for receiver in receivers {
+            try setUp(receiver, nftRules: nftRules)
+            defer { teardown() }
+            result.profiles[receiver] = try profile(receiver, frame: frame, seconds: seconds / 2, chunk: chunk)
         }
         return result
     }
