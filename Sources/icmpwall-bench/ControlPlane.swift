@@ -17,7 +17,10 @@ struct ControlPlaneResult {
         var decisionEntries: Int
     }
     var applies: [Apply] = []
-    var statsMilliseconds = 0.0
+    /// `stats` with policies of each size installed.
+    var statsByRules: [Int: Double] = [:]
+    /// `stats` with the 1,000-rule policy (the target's measure), else the largest measured.
+    var statsMilliseconds: Double { statsByRules[1_000] ?? statsByRules.max { $0.key < $1.key }?.value ?? 0 }
     var processStartMilliseconds = 0.0
     var agentColdStartMilliseconds = 0.0
     var agentRSSKiB = 0
@@ -94,24 +97,29 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
     let detach = { _ = try? t.run(in: t.serverNamespace, [icmpwall, "detach", "--interface", interface], check: false) }
     Cleanup.add(detach)
     try t.run(in: t.serverNamespace, [icmpwall, "attach", "--interface", interface, "--mode", "native"])
+    // Each size in steady state: applied twice first, so both slots hold a policy of that size (an apply clears
+    // what the policy before last left in the slot it writes; after a bigger one that costs more).
     var cli: [Int: [Double]] = [:]
-    for _ in 0..<rounds {
-        for n in sizes {
+    for n in sizes {
+        for _ in 0..<2 { try Tool.run(ns + ["apply", "--interface", interface, files[n]!]) }
+        for _ in 0..<rounds {
             cli[n, default: []].append(try milliseconds { try Tool.run(ns + ["apply", "--interface", interface, files[n]!]) })
         }
+        // stats reads a counter per rule: measured with each policy installed.
+        var stats: [Double] = []
+        for _ in 0..<rounds {
+            stats.append(try milliseconds { try Tool.run(ns + ["stats", "--interface", interface, "--json"]) })
+        }
+        result.statsByRules[n] = medianOf(stats)
     }
-    var stats: [Double] = []
-    for _ in 0..<rounds {
-        stats.append(try milliseconds { try Tool.run(ns + ["stats", "--interface", interface, "--json"]) })
-    }
-    result.statsMilliseconds = medianOf(stats)
 
-    // The same applies in-process, split into parse, compile and install (the pinned maps of the attachment).
+    // The same applies in-process, split into parse, compile and install (the pinned maps of the attachment),
+    // also in steady state.
     for n in sizes {
         let text = try String(contentsOfFile: files[n]!, encoding: .utf8)
         var parse: [Double] = [], compileTimes: [Double] = [], install: [Double] = []
         var entries = 0
-        for _ in 0..<rounds {
+        for round in -2..<rounds {
             var policy: Policy?
             parse.append(try milliseconds { policy = try PolicyLoader.parse(text, fileName: files[n]!).0 })
             var compiled: CompiledPolicy?
@@ -120,6 +128,7 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
             install.append(try milliseconds {
                 entries = try NetworkNamespace.run(in: t.serverNamespace) { try Dataplane().apply(interface: interface, policy: c).decisionEntries }
             })
+            if round < 0 { parse.removeLast(); compileTimes.removeLast(); install.removeLast() }
         }
         result.applies.append(.init(rules: n, cliMilliseconds: medianOf(cli[n] ?? []), parseMilliseconds: medianOf(parse),
                                     compileMilliseconds: medianOf(compileTimes), installMilliseconds: medianOf(install),

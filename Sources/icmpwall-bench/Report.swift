@@ -80,8 +80,9 @@ func controlPlaneConsole(_ r: ControlPlaneResult) -> String {
             + column(String(format: "%.1f", a.parseMilliseconds), 10) + column(String(format: "%.1f", a.compileMilliseconds), 12)
             + column(String(format: "%.1f", a.installMilliseconds), 12) + column("\(a.decisionEntries)", 15) + "\n"
     }
-    s += String(format: "stats (CLI) %.1f ms; process start (icmpwall version) %.1f ms; agent cold start %.1f ms, RSS %.1f MiB (peak %.1f MiB)",
-                r.statsMilliseconds, r.processStartMilliseconds, r.agentColdStartMilliseconds,
+    s += "stats (CLI) " + r.statsByRules.sorted { $0.key < $1.key }.map { String(format: "%.1f ms with %d rules", $0.value, $0.key) }.joined(separator: ", ")
+    s += String(format: "; process start (icmpwall version) %.1f ms; agent cold start %.1f ms, RSS %.1f MiB (peak %.1f MiB)",
+                r.processStartMilliseconds, r.agentColdStartMilliseconds,
                 Double(r.agentRSSKiB) / 1024, Double(r.agentPeakRSSKiB) / 1024)
     return s
 }
@@ -93,19 +94,18 @@ func controlPlaneTargets(_ r: ControlPlaneResult) -> [String] {
                             a.cliMilliseconds, a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds,
                             met(a.cliMilliseconds, atMost: 20), met(a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds, atMost: 20)))
     }
-    lines.append(String(format: "stats: %.1f ms (target < 50 ms: %@)", r.statsMilliseconds, met(r.statsMilliseconds, atMost: 50)))
+    lines.append(String(format: "stats with 1,000 rules: %.1f ms (target < 50 ms: %@)", r.statsMilliseconds, met(r.statsMilliseconds, atMost: 50)))
     lines.append(String(format: "agent RSS: %.1f MiB (target < 30 MiB: %@)", Double(r.agentRSSKiB) / 1024, met(Double(r.agentRSSKiB) / 1024, atMost: 30)))
     return lines
 }
 
 func controlPlaneMarkdown(_ r: ControlPlaneResult) -> String {
-    var s = "| policy | `icmpwall apply` (process) ms | parse ms | compile ms | install ms | decision-table entries |\n|---|---:|---:|---:|---:|---:|\n"
+    var s = "| policy | `icmpwall apply` (process) ms | parse ms | compile ms | install ms | decision-table entries | `icmpwall stats --json` (process) ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
     for a in r.applies {
         s += "| \(a.rules) rules | " + String(format: "%.1f | %.1f | %.1f | %.1f", a.cliMilliseconds, a.parseMilliseconds, a.compileMilliseconds, a.installMilliseconds)
-            + " | \(a.decisionEntries) |\n"
+            + " | \(a.decisionEntries) | " + String(format: "%.1f", r.statsByRules[a.rules] ?? 0) + " |\n"
     }
     s += "\n| measure | value |\n|---|---:|\n"
-    s += String(format: "| `icmpwall stats --json` (process) | %.1f ms |\n", r.statsMilliseconds)
     s += String(format: "| process start (`icmpwall version`) | %.1f ms |\n", r.processStartMilliseconds)
     s += String(format: "| agent cold start (spawn to XDP program enforcing) | %.1f ms |\n", r.agentColdStartMilliseconds)
     s += String(format: "| agent resident memory (VmRSS, 1 s after enforcing) | %.1f MiB |\n", Double(r.agentRSSKiB) / 1024)
@@ -150,7 +150,7 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var floodData = "title \"minimal XDP drop\" \"icmpwall edge-default\" \"nftables netdev ingress\"\n"
-    for (c, label) in zip(floods, ["address-mask-reply flood", "spoofed echo flood (per-source limit)"]) {
+    for (c, label) in zip(floods, ["address-mask-reply flood", "spoofed echo flood"]) {
         let m = c.median
         floodData += "\"\(label)\" " + Receiver.allCases.map { String(format: "%.4f", (m[$0]?.receivedRate ?? 0) / 1e6) }.joined(separator: " ") + "\n"
     }
@@ -171,7 +171,7 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
         set style data histograms
         set style histogram clustered gap 1
         set style fill solid 0.85 border -1
-        set key top right autotitle columnheader
+        set key below horizontal autotitle columnheader
         set grid ytics
         set yrange [0:*]
         set title "Floods over veth (live frames): frames judged by the receiver, Mpps (higher is better)"
@@ -195,9 +195,11 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
         set ylabel "value / target"
         set style data boxes
         set boxwidth 0.6
+        set key noautotitle
         unset key
-        set xtics ("apply 1,000 rules\\n(process, < 20 ms)" 0, "apply 1,000 rules\\n(in-process, < 20 ms)" 1, "stats\\n(< 50 ms)" 2, "agent RSS\\n(< 30 MiB)" 3) font ",10"
-        set arrow from -0.5,1 to 3.5,1 nohead lc rgb "#d62728" dt 2
+        set xrange [-0.5:3.5]
+        set xtics ("apply 1,000 rules\\n(process, < 20 ms)" 0, "apply 1,000 rules\\n(in-process, < 20 ms)" 1, "stats, 1,000 rules\\n(< 50 ms)" 2, "agent RSS\\n(< 30 MiB)" 3) font ",10"
+        set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "#d62728" dt 2
         plot "-" using 1:2 lc rgb "#1f77b4"
         0 \(applyCLI / 20)
         1 \(applyInProcess / 20)
@@ -255,7 +257,7 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
             a.installMilliseconds, a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds))
     }
     if control.statsMilliseconds >= 50 {
-        s.append(String(format: "- **stats (%.1f ms, target 50 ms).** Process start is %.1f ms of it; the rest reads every counter row per CPU.",
+        s.append(String(format: "- **stats with 1,000 rules (%.1f ms, target 50 ms).** Process start is %.1f ms of it; the rest opens the pinned maps and reads the counters (batched) and the rule names.",
                         control.statsMilliseconds, control.processStartMilliseconds))
     }
     if Double(control.agentRSSKiB) / 1024 >= 30 {

@@ -421,10 +421,12 @@ if let output = options.output {
 
         Method: `\(options.icmpwall)` (`make bench` builds it with `-c release`) in the receiver's namespace:
         attached with edge-default, then `icmpwall apply` of policies with \(options.applySizes.map(String.init).joined(separator: ", ")) rules (the 10-rule policy
-        above, then per-source rules with distinct /32 and /128 prefixes), \(options.smoke ? 1 : 5) rounds each, median wall time
-        of the whole process (spawn to exit, what an operator waits for); beside it the same policies parsed,
-        compiled and installed (`Dataplane.apply` on the pinned maps) inside the benchmark process. `stats`: the
-        wall time of `icmpwall stats --interface IF --json`. Agent: `icmpwall agent --interface IF
+        above, then per-source rules with distinct /32 and /128 prefixes), each in steady state (applied twice
+        before the timed rounds, so the slot an apply clears held a policy of the same size), \(options.smoke ? 1 : 5) rounds
+        each, median wall time of the whole process (spawn to exit, what an operator waits for); beside it the
+        same policies parsed, compiled and installed (`Dataplane.apply` on the pinned maps) inside the benchmark
+        process (\(options.smoke ? "debug" : "release") build). `stats`: the wall time of `icmpwall stats --interface IF --json` with each
+        policy installed. Agent: `icmpwall agent --interface IF
         --metrics-address off` started on a detached interface; cold start = spawn until the interface carries its
         XDP program (the policy is installed before the link is made, so attached means enforcing); resident
         memory = VmRSS 1 s later. All recorded here, never asserted in tests.
