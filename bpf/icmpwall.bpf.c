@@ -357,28 +357,22 @@ static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const str
 	return 0;
 }
 
-static __always_inline int icw_global_take(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now)
+/* The rule's global bucket under its lock: with `take`, takes a token if there is one; without, only says
+ * whether there is one (refilling it, which a later take would do the same way). */
+static __always_inline int icw_global_bucket(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now,
+					     int take)
 {
 	struct icw_bucket *b = bpf_map_lookup_elem(&icw_buckets, &rule_id);
 	int ok;
 	if (!b)
 		return 1;
 	bpf_spin_lock(&b->lock);
-	ok = icw_bucket_take(&b->state, l, epoch, now);
-	bpf_spin_unlock(&b->lock);
-	return ok;
-}
-
-/* 1 when the rule's global bucket holds a token now (taking none). */
-static __always_inline int icw_global_has_token(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now)
-{
-	struct icw_bucket *b = bpf_map_lookup_elem(&icw_buckets, &rule_id);
-	int ok;
-	if (!b)
-		return 1;
-	bpf_spin_lock(&b->lock);
-	icw_bucket_refill(&b->state, l, epoch, now);
-	ok = b->state.credit >= l->period_ns;
+	if (take) {
+		ok = icw_bucket_take(&b->state, l, epoch, now);
+	} else {
+		icw_bucket_refill(&b->state, l, epoch, now);
+		ok = b->state.credit >= l->period_ns;
+	}
 	bpf_spin_unlock(&b->lock);
 	return ok;
 }
@@ -809,11 +803,11 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 			/* An empty backstop drops before the source is looked at: a spoofed flood then costs no LRU
 			 * insert per frame and evicts no real source's bucket. Otherwise per-source first; only a
 			 * source with a token charges the backstop. */
-			j.drop = !icw_global_has_token(rule->rule_id, &rule->backstop, rule->bucket_epoch, now) ||
+			j.drop = !icw_global_bucket(rule->rule_id, &rule->backstop, rule->bucket_epoch, now, 0) ||
 				 !icw_source_take(f, rule, now) ||
-				 !icw_global_take(rule->rule_id, &rule->backstop, rule->bucket_epoch, now);
+				 !icw_global_bucket(rule->rule_id, &rule->backstop, rule->bucket_epoch, now, 1);
 		} else {
-			j.drop = !icw_global_take(rule->rule_id, &rule->limit, rule->bucket_epoch, now);
+			j.drop = !icw_global_bucket(rule->rule_id, &rule->limit, rule->bucket_epoch, now, 1);
 		}
 	}
 	return icw_finish(f, &j, cfg->mode);
