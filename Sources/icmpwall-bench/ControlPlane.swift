@@ -25,6 +25,9 @@ struct ControlPlaneResult {
     var agentColdStartMilliseconds = 0.0
     var agentRSSKiB = 0
     var agentPeakRSSKiB = 0
+    /// Peak resident memory of `icmpwall version` (the process doing nothing), and the binary's size.
+    var processPeakRSSKiB = 0
+    var binaryBytes = 0
 }
 
 /// The bench's ten rules behind `count - 10` per-source rules (distinct /32 and /128 prefixes), the way
@@ -91,8 +94,13 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
     }
     var result = ControlPlaneResult()
 
-    // Process start alone: the same binary doing nothing but printing its version.
+    // Process start alone: the same binary doing nothing but printing its version; and its peak memory.
     result.processStartMilliseconds = medianOf(try (0..<rounds).map { _ in try milliseconds { try Tool.run([icmpwall, "version"]) } })
+    // The largest child waited for so far: `icmpwall version`; the earlier ones (ip, nft, taskset) are far smaller.
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    result.processPeakRSSKiB = Int(usage.ru_maxrss)
+    result.binaryBytes = ((try? FileManager.default.attributesOfItem(atPath: icmpwall)[.size]) as? Int) ?? 0
 
     let detach = { _ = try? t.run(in: t.serverNamespace, [icmpwall, "detach", "--interface", interface], check: false) }
     Cleanup.add(detach)

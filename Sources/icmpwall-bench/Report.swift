@@ -107,6 +107,7 @@ func controlPlaneMarkdown(_ r: ControlPlaneResult) -> String {
     }
     s += "\n| measure | value |\n|---|---:|\n"
     s += String(format: "| process start (`icmpwall version`) | %.1f ms |\n", r.processStartMilliseconds)
+    s += String(format: "| peak resident memory of `icmpwall version` (the process doing nothing) | %.1f MiB |\n", Double(r.processPeakRSSKiB) / 1024)
     s += String(format: "| agent cold start (spawn to XDP program enforcing) | %.1f ms |\n", r.agentColdStartMilliseconds)
     s += String(format: "| agent resident memory (VmRSS, 1 s after enforcing) | %.1f MiB |\n", Double(r.agentRSSKiB) / 1024)
     s += String(format: "| agent peak resident memory (VmHWM) | %.1f MiB |\n", Double(r.agentPeakRSSKiB) / 1024)
@@ -252,7 +253,11 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
               version` does nothing else: the dynamic loader, the Swift runtime and Foundation), parsing the YAML %.1f ms,
               compiling %.1f ms and installing into the maps %.1f ms (one syscall per map entry: rules, prefixes,
               decision-table entries, rule identities, and the old slot's entries deleted). In-process, parse +
-              compile + install is %.1f ms.
+              compile + install is %.1f ms. Process start alone takes most of the 20 ms budget, so the CLI figure
+              cannot meet it without a lighter process; in-process, batching the map writes
+              (`bpf_map_update_batch` for the rules array, the decision hash and the identities; LPM tries have no
+              batch operations) would cut the install, and the YAML parse (Yams) is the other half. Not done here:
+              the installer is being changed on another branch, and batching alone would not reach 20 ms.
             """, a.cliMilliseconds, control.processStartMilliseconds, a.parseMilliseconds, a.compileMilliseconds,
             a.installMilliseconds, a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds))
     }
@@ -262,10 +267,14 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
     }
     if Double(control.agentRSSKiB) / 1024 >= 30 {
         s.append(String(format: """
-            - **agent RSS (%.1f MiB, target 30 MiB).** The agent links the Swift runtime, Foundation, SwiftNIO, the
-              Prometheus and service-lifecycle packages and libbpf; the loaded BPF object and its BTF are parsed in
-              process memory at attach. Peak (VmHWM) %.1f MiB.
-            """, Double(control.agentRSSKiB) / 1024, Double(control.agentPeakRSSKiB) / 1024))
+            - **agent RSS (%.1f MiB, target 30 MiB; peak %.1f MiB).** Most of it is the process itself: `icmpwall
+              version`, which does nothing, peaks at %.1f MiB (a %.0f MB binary with the Swift runtime, Foundation and
+              the packages linked in; the pages it touches count). The agent's own work (libbpf's copy of the loaded
+              object and its BTF, SwiftNIO's event loop, the metrics registry) adds the rest. Not changed here: the
+              agent is another branch's work; a smaller runtime footprint (fewer Foundation paths at start, a
+              single-threaded event loop) is where a fix would start.
+            """, Double(control.agentRSSKiB) / 1024, Double(control.agentPeakRSSKiB) / 1024, Double(control.processPeakRSSKiB) / 1024,
+            Double(control.binaryBytes) / 1e6))
     }
     return s.isEmpty ? "Every target is met in this run." : s.joined(separator: "\n")
 }

@@ -439,9 +439,10 @@ if let output = options.output {
 
         \(gapAnalysis(mask: mask, echo: spoofedEcho, control: control))
 
-        Fixed on the way: in the spoofed echo flood icmpwall's XDP program cost over 1 µs per frame, because
-        every spoofed frame created a bucket in the per-source LRU hash (an insert that evicts, at a full map)
-        before the rule's backstop dropped it. The datapath now checks the backstop first and drops while it is
+        Fixed on the way: in the spoofed echo flood icmpwall first judged 0.49 Mpps against nftables' 0.43 and
+        the minimal program's 1.65 (same method, one round), about 1.4 µs per frame beyond the minimal program,
+        because every spoofed frame created a bucket in the per-source LRU hash (an insert that evicts, at a full
+        map) before the rule's exhausted backstop dropped it. The datapath now checks the backstop first and drops while it is
         empty without touching the LRU (docs/policy.md; the reference model and the differential tests follow),
         which also keeps real sources' buckets from being evicted by a spoofed flood.
 
