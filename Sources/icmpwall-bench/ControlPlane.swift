@@ -96,9 +96,11 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
 
     // Process start alone: the same binary doing nothing but printing its version; and its peak memory.
     result.processStartMilliseconds = medianOf(try (0..<rounds).map { _ in try milliseconds { try Tool.run([icmpwall, "version"]) } })
-    // The largest child waited for so far: `icmpwall version`; the earlier ones (ip, nft, taskset) are far smaller.
+    // wait4 reports that one child's peak resident memory.
+    let versionPid = try spawnQuietly([icmpwall, "version"])
     var usage = rusage()
-    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    var status: Int32 = 0
+    while wait4(versionPid, &status, 0, &usage) < 0 && errno == EINTR {}
     result.processPeakRSSKiB = Int(usage.ru_maxrss)
     result.binaryBytes = ((try? FileManager.default.attributesOfItem(atPath: icmpwall)[.size]) as? Int) ?? 0
 

@@ -227,8 +227,8 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
               receiver's program at %.0f ns per frame for icmpwall against %.0f ns for the minimal one (JITed: %u
               against %u bytes). The minimal program reads one per-CPU array value. icmpwall, for a frame a rule
               drops, checks its guards, reads the active slot and the policy's configuration (arrays), looks the
-              source up in the slot's LPM trie, the (class, family, type, code) decision in a hash map (two or three
-              probes, most specific first), the rule (array), and counts into per-CPU arrays (type/code row, rule).
+              source up in the slot's LPM trie, the (class, family, type, code) decision in a hash map (up to three
+              probes per source class, most specific first), the rule (array), and counts into per-CPU arrays (type/code row, rule).
               The hash and LPM lookups are real helper calls with hashing and make most of the difference; a
               cheaper datapath would need a different table design (for example a direct per-type verdict array
               when a policy has no `from` prefixes) — not attempted here.
@@ -250,7 +250,7 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
     if let a = control.applies.first(where: { $0.rules == 1_000 }), a.cliMilliseconds >= 20 {
         s.append(String(format: """
             - **apply of 1,000 rules (%.1f ms, target 20 ms).** Of that, starting the process costs %.1f ms (`icmpwall
-              version` does nothing else: the dynamic loader, the Swift runtime and Foundation), parsing the YAML %.1f ms,
+              version` does nothing else: mapping the binary, starting the Swift runtime and Foundation), parsing the YAML %.1f ms,
               compiling %.1f ms and installing into the maps %.1f ms (one syscall per map entry: rules, prefixes,
               decision-table entries, rule identities, and the old slot's entries deleted). In-process, parse +
               compile + install is %.1f ms. Process start alone takes most of the 20 ms budget, so the CLI figure
