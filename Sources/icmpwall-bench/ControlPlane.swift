@@ -20,12 +20,13 @@ struct ControlPlaneResult {
     /// `stats` with policies of each size installed.
     var statsByRules: [Int: Double] = [:]
     /// `stats` with the 1,000-rule policy (the target's measure), else the largest measured.
-    var statsMilliseconds: Double { statsByRules[1_000] ?? statsByRules.max { $0.key < $1.key }?.value ?? 0 }
+    var statsRules: Int { statsByRules[1_000] != nil ? 1_000 : statsByRules.keys.max() ?? 0 }
+    var statsMilliseconds: Double { statsByRules[statsRules] ?? 0 }
     var processStartMilliseconds = 0.0
     var agentColdStartMilliseconds = 0.0
     var agentRSSKiB = 0
     var agentPeakRSSKiB = 0
-    /// Peak resident memory of `icmpwall version` (the process doing nothing), and the binary's size.
+    /// Resident memory of `icmpwall stats --watch` between reports (a CLI process at rest), and the binary's size.
     var processPeakRSSKiB = 0
     var binaryBytes = 0
 }
@@ -96,12 +97,6 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
 
     // Process start alone: the same binary doing nothing but printing its version; and its peak memory.
     result.processStartMilliseconds = medianOf(try (0..<rounds).map { _ in try milliseconds { try Tool.run([icmpwall, "version"]) } })
-    // wait4 reports that one child's peak resident memory.
-    let versionPid = try spawnQuietly([icmpwall, "version"])
-    var usage = rusage()
-    var status: Int32 = 0
-    while wait4(versionPid, &status, 0, &usage) < 0 && errno == EINTR {}
-    result.processPeakRSSKiB = Int(usage.ru_maxrss)
     result.binaryBytes = ((try? FileManager.default.attributesOfItem(atPath: icmpwall)[.size]) as? Int) ?? 0
 
     let detach = { _ = try? t.run(in: t.serverNamespace, [icmpwall, "detach", "--interface", interface], check: false) }
@@ -122,6 +117,15 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
         }
         result.statsByRules[n] = medianOf(stats)
     }
+
+    // A CLI process at rest, for scale beside the agent: `stats --watch` between two reports (rusage cannot
+    // tell: a posix_spawn child shares the parent's memory until exec, and its peak counts it).
+    let watcher = try spawnQuietly(ns + ["stats", "--interface", interface, "--watch", "1", "--count", "3"])
+    Thread.sleep(forTimeInterval: 1.5)
+    result.processPeakRSSKiB = residentKiB(watcher).0
+    var watcherStatus: Int32 = 0
+    for _ in 0..<100 where waitpid(watcher, &watcherStatus, WNOHANG) == 0 { usleep(50_000) }
+    if waitpid(watcher, &watcherStatus, WNOHANG) == 0 { kill(watcher, SIGKILL); waitpid(watcher, &watcherStatus, 0) }
 
     // The same applies in-process, split into parse, compile and install (the pinned maps of the attachment),
     // also in steady state.
