@@ -46,10 +46,15 @@ lab: build
 clean:
 	rm -rf $(BUILD_DIR)
 
-# Datapath cost against a parse-only baseline, as ratios from one run; writes BENCHMARKS.md.
-bench: build
-	$(SWIFT) build $(SWIFT_FLAGS) --product icmpwall-bench
-	$(BUILD_DIR)/debug/icmpwall-bench --output BENCHMARKS.md
+# Benchmarks (BENCHMARKS.md has the method): datapath cost against a parse-only baseline, limit accuracy, floods over
+# veth against a minimal XDP drop program and nftables, the control plane; ratios from one run, a few minutes.
+# Release builds (the control-plane figures are the release binary's); gnuplot draws docs/bench.png from the run.
+BENCH_PACKAGES := gnuplot-nox
+bench: deps | $(TMPDIR)
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_PACKAGES)"
+	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall
+	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall-bench
+	$(BUILD_DIR)/release/icmpwall-bench --icmpwall $(CURDIR)/$(BUILD_DIR)/release/icmpwall --output BENCHMARKS.md --chart docs/bench.png
 
 # Differential fuzzing (docs/reliability.md): FRAMES generated frames under generated policies through the real
 # datapath (BPF_PROG_TEST_RUN; XDP and tc egress) and the reference model, then policy fuzzing. Release build; the

@@ -331,8 +331,10 @@ static __always_inline int icw_byte_at(const struct icw_packet *pkt, __u32 off, 
 
 /* ---- token buckets: `now` is passed in so test-run and replay can drive time ------------------ */
 
-static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const struct icw_limit *l,
-					   __u32 epoch, __u64 now)
+/* Brings a bucket up to `now`. Refilling early changes nothing a later take would see (the credit is capped
+ * the same way whether time is added in one step or several), so a check may refill without taking. */
+static __always_inline void icw_bucket_refill(struct icw_bucket_state *s, const struct icw_limit *l,
+					      __u32 epoch, __u64 now)
 {
 	if (s->epoch != epoch) {
 		/* A new bucket, or the rule's limit changed: start full. */
@@ -349,6 +351,12 @@ static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const str
 		}
 		s->last_ns = now;
 	}
+}
+
+static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const struct icw_limit *l,
+					   __u32 epoch, __u64 now)
+{
+	icw_bucket_refill(s, l, epoch, now);
 	if (s->credit >= l->period_ns) {
 		s->credit -= l->period_ns;
 		return 1;
@@ -356,14 +364,22 @@ static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const str
 	return 0;
 }
 
-static __always_inline int icw_global_take(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now)
+/* The rule's global bucket under its lock: with `take`, takes a token if there is one; without, only says
+ * whether there is one (refilling it, which a later take would do the same way). */
+static __always_inline int icw_global_bucket(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now,
+					     int take)
 {
 	struct icw_bucket *b = bpf_map_lookup_elem(&icw_buckets, &rule_id);
 	int ok;
 	if (!b)
 		return 1;
 	bpf_spin_lock(&b->lock);
-	ok = icw_bucket_take(&b->state, l, epoch, now);
+	if (take) {
+		ok = icw_bucket_take(&b->state, l, epoch, now);
+	} else {
+		icw_bucket_refill(&b->state, l, epoch, now);
+		ok = b->state.credit >= l->period_ns;
+	}
 	bpf_spin_unlock(&b->lock);
 	return ok;
 }
@@ -791,11 +807,14 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 	} else if (rule->action == ICW_ACTION_LIMIT) {
 		__u64 now = icw_now();
 		if (rule->per == ICW_PER_SOURCE) {
-			/* Per-source first; only a source with a token charges the rule's backstop. */
-			j.drop = !icw_source_take(f, rule, now) ||
-				 !icw_global_take(rule->rule_id, &rule->backstop, rule->bucket_epoch, now);
+			/* An empty backstop drops before the source is looked at: a spoofed flood then costs no LRU
+			 * insert per frame and evicts no real source's bucket. Otherwise per-source first; only a
+			 * source with a token charges the backstop. */
+			j.drop = !icw_global_bucket(rule->rule_id, &rule->backstop, rule->bucket_epoch, now, 0) ||
+				 !icw_source_take(f, rule, now) ||
+				 !icw_global_bucket(rule->rule_id, &rule->backstop, rule->bucket_epoch, now, 1);
 		} else {
-			j.drop = !icw_global_take(rule->rule_id, &rule->limit, rule->bucket_epoch, now);
+			j.drop = !icw_global_bucket(rule->rule_id, &rule->limit, rule->bucket_epoch, now, 1);
 		}
 	}
 	return icw_finish(f, &j, cfg->mode);

@@ -190,8 +190,14 @@ public struct CounterReader {
         var names: [(UInt32, String)] = [(UInt32(ICW_DEFAULT_RULE_ID), "default")]
         let identities = try PolicyInstaller(maps: maps).readIdentities()
         names += identities.map { ($0.value.rule_id, $0.key) }.sorted { $0.0 < $1.0 }
+        // Many rules: one batch read of the whole array beats a lookup per rule.
+        var all: [UInt32: [icw_rule_counter]] = [:]
+        if names.count > 64 {
+            for row in try maps.ruleCounters.lookupBatchPerCPU(keyType: UInt32.self, as: icw_rule_counter.self) { all[row.key] = row.values }
+        }
         for (id, name) in names {
-            let perCPU = try maps.ruleCounters.lookupPerCPU(id, as: icw_rule_counter.self)
+            let perCPU: [icw_rule_counter]
+            if let batched = all[id] { perCPU = batched } else { perCPU = try maps.ruleCounters.lookupPerCPU(id, as: icw_rule_counter.self) }
             let matched = perCPU.reduce(UInt64(0)) { $0 &+ $1.matched }
             let dropped = perCPU.reduce(UInt64(0)) { $0 &+ $1.dropped }
             snapshot.rules.append(RuleCounterRow(interface: interface, name: name, matched: matched, dropped: dropped))

@@ -191,8 +191,9 @@ public struct PolicyInstaller {
     /// Name → identity of the rules of the live policy.
     public func readIdentities() throws(BPFError) -> [String: icw_rule_identity] {
         var result: [String: icw_rule_identity] = [:]
-        for key in try maps.ruleIDs.keys() {
-            guard let value = try maps.ruleIDs.lookup(key: key), value.count == MemoryLayout<icw_rule_identity>.size else { continue }
+        // One batch read, not a key walk plus a lookup per rule: stats and apply read this for every rule.
+        for (key, value) in try maps.ruleIDs.lookupBatch() {
+            guard value.count == MemoryLayout<icw_rule_identity>.size else { continue }
             let identity = value.withUnsafeBytes { $0.loadUnaligned(as: icw_rule_identity.self) }
             let name = String(decoding: key.prefix { $0 != 0 }, as: UTF8.self)
             if name.hasPrefix("@") { continue }

@@ -8,8 +8,9 @@
 //      drops decides. A malformed or fragments guard set to pass still ends the judgement of a frame with no
 //      ICMP header to judge (unreadable type, later fragment), reported as that guard with verdict pass.
 //   3. The first matching rule decides (Policy.firstMatch, the linear reference), else the default.
-//   4. limit: token buckets in exact integer arithmetic; per: source takes a token from the source's bucket
-//      (source masked to the rule's prefix) and, only if it got one, from the rule's global backstop.
+//   4. limit: token buckets in exact integer arithmetic; per: source drops at once while the rule's global
+//      backstop is empty (the source's bucket untouched), else takes a token from the source's bucket (source
+//      masked to the rule's prefix) and, only if it got one, from the backstop.
 //   5. monitor mode: the verdict is reported, the XDP action is always pass.
 //   6. apply: buckets belong to rule names; a rule keeps its buckets while its name and limit stay the same.
 //
@@ -231,8 +232,8 @@ public final class ReferenceModel {
         return finish(suppress: false, "admitted")
     }
 
-    /// A token for rule `index`: per: global from the rule's bucket; per: source from the source's bucket and
-    /// then, only if that had one, from the rule's backstop.
+    /// A token for rule `index`: per: global from the rule's bucket; per: source none while the backstop is
+    /// empty, else from the source's bucket and then, only if that had one, from the rule's backstop.
     func take(_ index: Int, _ f: ParsedFrame, now: UInt64) -> Bool {
         guard let p = parameters[index] else { return true }
         let name = policy.rules[index].name
@@ -241,6 +242,7 @@ public final class ReferenceModel {
         }
         let key = SourceKey(rule: name, family: f.family,
                             address: IPPrefix.mask(f.source, to: f.family == .ipv4 ? prefixes.v4 : prefixes.v6))
+        if !global[name, default: BucketState()].hasToken(backstop, now: now) { return false }
         let gotSourceToken = perSource[key, default: BucketState()].take(p.limit, now: now)
         return gotSourceToken && global[name, default: BucketState()].take(backstop, now: now)
     }

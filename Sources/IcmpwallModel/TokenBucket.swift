@@ -39,6 +39,23 @@ public struct BucketState: Sendable, Hashable {
     /// Takes a token at time `now` if there is one. Time that goes backwards refills nothing and does not move
     /// the refill time back; an idle period of at least `fill` refills to exactly the capacity.
     public mutating func take(_ p: BucketParameters, now: UInt64) -> Bool {
+        refill(p, now: now)
+        if credit >= p.period {
+            credit -= p.period
+            return true
+        }
+        return false
+    }
+
+    /// True when a take at `now` would succeed; changes nothing. (The datapath refills the bucket while it checks:
+    /// the same thing, since refilling in several steps caps the credit exactly as one step does.)
+    public func hasToken(_ p: BucketParameters, now: UInt64) -> Bool {
+        var copy = self
+        copy.refill(p, now: now)
+        return copy.credit >= p.period
+    }
+
+    mutating func refill(_ p: BucketParameters, now: UInt64) {
         if !started {
             started = true
             credit = p.capacity
@@ -54,10 +71,5 @@ public struct BucketState: Sendable, Hashable {
             }
             last = now
         }
-        if credit >= p.period {
-            credit -= p.period
-            return true
-        }
-        return false
     }
 }
