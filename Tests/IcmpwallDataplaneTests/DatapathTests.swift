@@ -376,6 +376,12 @@ struct DatapathTests {
         #expect(try send("203.0.113.1") == "pass")
         #expect(try send("192.0.2.77") == "pass", "fifth token of the backstop")
         #expect(try send("192.0.2.78") == "drop", "the backstop caps all sources together")
+        // An empty backstop drops before the per-source map is touched: a spoofed flood that exhausted it claims no
+        // buckets and evicts no real source's bucket. Buckets so far: 198.51.100/24, 203.0.113/24, 192.0.2/24.
+        let before = try h.maps.sourceBuckets.keys().count
+        for i in 1...20 { #expect(try send("198.18.\(i).1") == "drop") }
+        #expect(try h.maps.sourceBuckets.keys().count == before, "no bucket claimed while the backstop is empty")
+        #expect(before == 3, "one bucket per /24 that got past the backstop: \(before)")
         let h6 = try harness("""
             version: 1
             rules:
