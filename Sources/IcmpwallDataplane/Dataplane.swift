@@ -121,6 +121,6 @@ public struct DatapathMaps: @unchecked Sendable {
 
 /// Version strings.
 public enum IcmpwallVersion {
-    public static let string = "0.1.0"
+    public static let string = "0.2.0"
     public static let abi = Int(ICW_ABI_VERSION)
 }

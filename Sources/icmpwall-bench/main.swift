@@ -419,7 +419,7 @@ if let output = options.output {
 
         ## Control plane
 
-        Method: `\(options.icmpwall)` (`make bench` builds it with `-c release`) in the receiver's namespace:
+        Method: `\(relativeToRepository(options.icmpwall))` (`make bench` builds it with `-c release`) in the receiver's namespace:
         attached with edge-default, then `icmpwall apply` of policies with \(options.applySizes.map(String.init).joined(separator: ", ")) rules (the 10-rule policy
         above, then per-source rules with distinct /32 and /128 prefixes), each in steady state (applied twice
         before the timed rounds, so the slot an apply clears held a policy of the same size), \(options.smoke ? 1 : 5) rounds
@@ -453,4 +453,11 @@ if let output = options.output {
     } catch {
         fail("writing \(output): \(error)")
     }
+}
+
+/// A path as the report shows it: relative to the working directory (the repository, under `make bench`), so the
+/// committed BENCHMARKS.md names no machine's checkout.
+func relativeToRepository(_ path: String) -> String {
+    let cwd = FileManager.default.currentDirectoryPath + "/"
+    return path.hasPrefix(cwd) ? String(path.dropFirst(cwd.count)) : path
 }
