@@ -212,6 +212,72 @@ public struct BPFMap: Sendable {
         return out
     }
 
+    /// Writes `count` entries, packed back to back in `keys` (`count × keySize` bytes) and `values`
+    /// (`count × valueBufferSize()` bytes), with `bpf_map_update_batch`: one syscall instead of one per entry.
+    /// Map types without a batch update on the running kernel (ENOTSUPP) are written entry by entry. If the kernel stops part way, the rest is written entry by entry, so an error names its key
+    /// as ``update(key:value:flags:)`` does.
+    public func updateBatch(keys: [UInt8], values: [UInt8], count: Int, flags: BPFMapUpdateFlags = .any) throws(BPFError) {
+        let k = Int(keySize), v = try valueBufferSize()
+        guard keys.count == count * k, values.count == count * v else {
+            throw BPFError(operation: "bpf_map_update_batch", errno: EINVAL,
+                           context: "map \(name): \(count) entries need \(count * k) key and \(count * v) value bytes, got \(keys.count) and \(values.count)")
+        }
+        var done = 0
+        if count > 0 {
+            var n = UInt32(count)
+            let r: Int32 = keys.withUnsafeBytes { kB in
+                values.withUnsafeBytes { vB in
+                    withOptions(bpf_map_batch_opts.self) { opts in
+                        opts.pointee.elem_flags = flags.rawValue
+                        return bpf_map_update_batch(fd, kB.baseAddress, vB.baseAddress, &n, opts)
+                    }
+                }
+            }
+            done = r == 0 ? count : min(Int(n), count)
+            if r == -524 || r == -EOPNOTSUPP { done = 0 }
+        }
+        for i in done..<count {
+            try update(key: Array(keys[(i * k)..<((i + 1) * k)]), value: Array(values[(i * v)..<((i + 1) * v)]), flags: flags)
+        }
+    }
+
+    /// Deletes `count` keys packed back to back in `keys` with `bpf_map_delete_batch` (hash maps), entry by
+    /// entry where the kernel has no batch delete. Every key must exist (ENOENT otherwise).
+    public func deleteBatch(keys: [UInt8], count: Int) throws(BPFError) {
+        let k = Int(keySize)
+        guard keys.count == count * k else {
+            throw BPFError(operation: "bpf_map_delete_batch", errno: EINVAL,
+                           context: "map \(name): \(count) keys need \(count * k) bytes, got \(keys.count)")
+        }
+        var done = 0
+        if count > 0 {
+            var n = UInt32(count)
+            let r: Int32 = keys.withUnsafeBytes { kB in
+                withOptions(bpf_map_batch_opts.self) { bpf_map_delete_batch(fd, kB.baseAddress, &n, $0) }
+            }
+            done = r == 0 ? count : min(Int(n), count)
+            if r == -524 || r == -EOPNOTSUPP { done = 0 }
+        }
+        for i in done..<count {
+            let key = Array(keys[(i * k)..<((i + 1) * k)])
+            guard try delete(key: key) else {
+                throw BPFError(operation: "bpf_map_delete_elem", errno: ENOENT, context: describe(key: key))
+            }
+        }
+    }
+
+    /// Writes typed entries in few syscalls (see ``updateBatch(keys:values:count:flags:)``).
+    public func updateBatch<K: BitwiseCopyable, V: BitwiseCopyable>(keys: [K], values: [V], flags: BPFMapUpdateFlags = .any) throws(BPFError) {
+        try checkTypes(K.self, V.self, operation: "updateBatch")
+        guard !type.isPerCPU else {
+            throw BPFError(operation: "BPFMap.updateBatch", errno: EINVAL, context: "map \(name) is \(type): per-CPU values are not batched here")
+        }
+        guard keys.count == values.count else {
+            throw BPFError(operation: "BPFMap.updateBatch", errno: EINVAL, context: "map \(name): \(keys.count) keys, \(values.count) values")
+        }
+        try updateBatch(keys: pack(keys, size: Int(keySize)), values: pack(values, size: Int(valueSize)), count: keys.count, flags: flags)
+    }
+
     /// Rows from `bpf_map_lookup_batch`: keys and value buffers (per-CPU maps: whole per-CPU buffers).
     /// Works for hash and array maps (kernel ≥ 5.6); batching ends when the kernel reports ENOENT.
     public func lookupBatch(chunk: UInt32 = 0) throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
@@ -380,6 +446,21 @@ public struct BPFMap: Sendable {
             throw BPFError(operation: "BPFMap.\(operation)", errno: EINVAL,
                            context: "map \(name): \(what) type \(T.self) is \(size) bytes, map \(what) size is \(expected)")
         }
+    }
+
+    /// Items back to back, each cut or zero-padded to `size` bytes (C's `sizeof` may count tail padding).
+    private func pack<T: BitwiseCopyable>(_ items: [T], size: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: items.count * size)
+        let n = min(size, MemoryLayout<T>.size)
+        bytes.withUnsafeMutableBytes { out in
+            items.withUnsafeBytes { src in
+                for i in items.indices {
+                    out.baseAddress!.advanced(by: i * size)
+                        .copyMemory(from: src.baseAddress!.advanced(by: i * MemoryLayout<T>.stride), byteCount: n)
+                }
+            }
+        }
+        return bytes
     }
 
     private func encode<T: BitwiseCopyable>(_ value: T, size: Int) -> [UInt8] {

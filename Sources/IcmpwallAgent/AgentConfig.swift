@@ -130,7 +130,9 @@ public enum AgentConfigParser {
         }
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            // Resolver.basic: scalars are read as text and never by YAML tag, and the default resolver compiles
+            // seven ICU regexes on first use (~9 M instructions, and ICU data pages resident in the agent).
+            root = try Yams.compose(yaml: text, .basic)
         } catch let e as YamlError {
             switch e {
             case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):

@@ -94,24 +94,32 @@ public struct PolicyInstaller {
         }
 
         // The slot being written is not live: clear what an earlier policy left in it.
-        try deleteKeys(in: maps.decisions) { (key: icw_decision_key) in UInt32(key.slot) == target }
+        try deleteRawKeys(in: maps.decisions, slotOffset: MemoryLayout<icw_decision_key>.offset(of: \icw_decision_key.slot)!, slot: target)
         try deleteRawKeys(in: maps.src4, slotOffset: 4, slot: target)
         try deleteRawKeys(in: maps.src6, slotOffset: 4, slot: target)
 
-        for (index, rule) in policy.rules.enumerated() {
-            let ref = target * UInt32(ICW_MAX_RULES) + UInt32(index)
-            try maps.rules.update(ref, Self.abiRule(rule, identity: identities[index]))
+        // Batched writes: one syscall per map, not per entry (all into the idle slot, before the flip).
+        try maps.rules.updateBatch(keys: policy.rules.indices.map { target * UInt32(ICW_MAX_RULES) + UInt32($0) },
+                                   values: policy.rules.indices.map { Self.abiRule(policy.rules[$0], identity: identities[$0]) })
+        for (map, family) in [(maps.src4, ICMPFamily.ipv4), (maps.src6, .ipv6)] {
+            let keySize = Int(map.keySize)
+            var keys: [UInt8] = [], values: [UInt8] = [], count = 0
+            for entry in compiled.sourceClasses where entry.prefix.family == family {
+                let prefix = entry.prefix
+                var key = [UInt8](repeating: 0, count: keySize)
+                let prefixlen = UInt32(8 + prefix.length)
+                withUnsafeBytes(of: prefixlen.littleEndian) { key.replaceSubrange(0..<4, with: $0) }
+                key[4] = UInt8(target)
+                key.replaceSubrange(5..<(5 + prefix.bytes.count), with: prefix.bytes)
+                keys += key
+                withUnsafeBytes(of: entry.sourceClass) { values += $0 }
+                count += 1
+            }
+            try map.updateBatch(keys: keys, values: values, count: count)
         }
-        for entry in compiled.sourceClasses {
-            let prefix = entry.prefix
-            var key = [UInt8](repeating: 0, count: prefix.family == .ipv4 ? Int(ICW_SRC4_KEY_SIZE) : Int(ICW_SRC6_KEY_SIZE))
-            let prefixlen = UInt32(8 + prefix.length)
-            withUnsafeBytes(of: prefixlen.littleEndian) { key.replaceSubrange(0..<4, with: $0) }
-            key[4] = UInt8(target)
-            key.replaceSubrange(5..<(5 + prefix.bytes.count), with: prefix.bytes)
-            let value = withUnsafeBytes(of: entry.sourceClass) { Array($0) }
-            try (prefix.family == .ipv4 ? maps.src4 : maps.src6).update(key: key, value: value)
-        }
+        var decisionKeys: [icw_decision_key] = [], decisionValues: [icw_decision] = []
+        decisionKeys.reserveCapacity(compiled.decisions.count)
+        decisionValues.reserveCapacity(compiled.decisions.count)
         for entry in compiled.decisions {
             var key = icw_decision_key()
             key.source_class = entry.sourceClass
@@ -121,8 +129,10 @@ public struct PolicyInstaller {
             key.type = entry.type
             key.code = entry.code
             let ref = entry.ruleIndex.map { target * UInt32(ICW_MAX_RULES) + UInt32($0) } ?? ICW_RULE_REF_DEFAULT
-            try maps.decisions.update(key, icw_decision(rule_ref: ref))
+            decisionKeys.append(key)
+            decisionValues.append(icw_decision(rule_ref: ref))
         }
+        try maps.decisions.updateBatch(keys: decisionKeys, values: decisionValues)
         try maps.config.update(target, Self.abiConfig(policy, generation: generation))
 
         // Egress limits of the new policy, in the same slot: switched by the same flip.
@@ -130,9 +140,7 @@ public struct PolicyInstaller {
         let egressEpoch = egressIdentity.map { $0.limit_signature == egressSignature ? $0.bucket_epoch : generation } ?? generation
         try maps.egressConfig.update(target, Self.abiEgress(policy.egress, epoch: egressEpoch))
         let exempt = Self.exemptBits(policy.egress)
-        for index in 0..<512 {
-            try maps.egressExempt.update(target * 512 + UInt32(index), exempt[index])
-        }
+        try maps.egressExempt.updateBatch(keys: (0..<UInt32(512)).map { target * 512 + $0 }, values: exempt)
 
         // What status reports for this slot: switched by the same flip as everything else in it.
         var identity = icw_policy_meta()
@@ -151,9 +159,7 @@ public struct PolicyInstaller {
         for name in existing.keys where !newNames.contains(name) {
             _ = try maps.ruleIDs.delete(key: Self.nameKey(name))
         }
-        for (index, rule) in policy.rules.enumerated() {
-            try maps.ruleIDs.update(key: Self.nameKey(rule.name), value: withUnsafeBytes(of: identities[index]) { Array($0) })
-        }
+        try updateIdentities(names: policy.rules.map(\.name), identities)
         let egressID = icw_rule_identity(rule_id: 0, bucket_epoch: egressEpoch, limit_signature: egressSignature)
         try maps.ruleIDs.update(key: Self.nameKey(Self.egressIdentityName), value: withUnsafeBytes(of: egressID) { Array($0) })
         for id in fresh where liveIDs.contains(id) {
@@ -351,16 +357,44 @@ public struct PolicyInstaller {
 
     // MARK: - map housekeeping
 
-    private func deleteKeys<K: BitwiseCopyable>(in map: BPFMap, where predicate: (K) -> Bool) throws(BPFError) {
-        for raw in try map.keys() where raw.count == MemoryLayout<K>.size {
-            let key = raw.withUnsafeBytes { $0.loadUnaligned(as: K.self) }
-            if predicate(key) { _ = try map.delete(key: raw) }
+    /// Writes name → identity rows in one batch, keys packed straight into one buffer.
+    private func updateIdentities(names: [String], _ identities: [icw_rule_identity]) throws(BPFError) {
+        let k = Int(maps.ruleIDs.keySize), v = Int(maps.ruleIDs.valueSize)
+        var keys = [UInt8](repeating: 0, count: names.count * k)
+        for (i, name) in names.enumerated() {
+            var offset = i * k
+            for byte in name.utf8.prefix(min(k, Int(ICW_NAME_LEN)) - 1) {
+                keys[offset] = byte
+                offset += 1
+            }
         }
+        var values = [UInt8](repeating: 0, count: names.count * v)
+        values.withUnsafeMutableBytes { out in
+            for (i, identity) in identities.enumerated() {
+                withUnsafeBytes(of: identity) { out.baseAddress!.advanced(by: i * v).copyMemory(from: $0.baseAddress!, byteCount: min(v, $0.count)) }
+            }
+        }
+        try maps.ruleIDs.updateBatch(keys: keys, values: values, count: names.count)
     }
 
+    /// Deletes the keys whose byte at `slotOffset` is `slot`: one batch read and one batch delete where the kernel
+    /// has them, not a syscall per key and another per delete.
     private func deleteRawKeys(in map: BPFMap, slotOffset: Int, slot: UInt32) throws(BPFError) {
-        for raw in try map.keys() where raw.count > slotOffset && UInt32(raw[slotOffset]) == slot {
-            _ = try map.delete(key: raw)
+        var doomed: [UInt8] = [], count = 0
+        for raw in try Self.allKeys(of: map) where raw.count > slotOffset && UInt32(raw[slotOffset]) == slot {
+            doomed += raw
+            count += 1
+        }
+        try map.deleteBatch(keys: doomed, count: count)
+    }
+
+    /// The keys of a map from one batch read; a key walk (one syscall per key) where the kernel has no batch
+    /// lookup for the map type (ENOTSUPP).
+    private static func allKeys(of map: BPFMap) throws(BPFError) -> [[UInt8]] {
+        do {
+            return try map.lookupBatch().map(\.key)
+        } catch where error.errno == 524 || error.errno == EOPNOTSUPP {
+            return try map.keys()
         }
     }
 

@@ -44,7 +44,9 @@ struct PolicyParser {
     mutating func parseDocument(_ text: String, sha256Hex: String) -> Policy? {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            // Resolver.basic: scalars are read as text and never by YAML tag, and the default resolver compiles
+            // seven ICU regexes on first use (~9 M instructions, and ICU data pages resident in the agent).
+            root = try Yams.compose(yaml: text, .basic)
         } catch let e as YamlError {
             reportYAMLError(e, text: text)
             return nil

@@ -6,7 +6,7 @@
 //     judged by a minimal XDP drop program, icmpwall and nftables (VethFloods.swift);
 //  4. the control plane: apply, stats, the agent's cold start and memory (ControlPlane.swift).
 //
-// Usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--smoke]
+// Usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--smoke] [--control-plane-only]
 import BPFKit
 import Foundation
 import IcmpwallDataplane
@@ -31,6 +31,8 @@ struct Options {
     /// Veth floods: the receiver's NAPI in a thread on its own CPU instead of the sender's softirq (see VethBench).
     var separateCPU = false
     var applySizes = [10, 1_000, 10_000]
+    /// Only part 4 (apply, stats, RSS, start), printed and not written: to measure a control-plane change quickly.
+    var controlPlaneOnly = false
 
     init(_ args: [String]) {
         var it = args.makeIterator()
@@ -40,6 +42,7 @@ struct Options {
             case "--rounds": rounds = Int(it.next() ?? "") ?? rounds
             case "--repeat": repeatCount = UInt32(it.next() ?? "") ?? repeatCount
             case "--smoke": smoke = true
+            case "--control-plane-only": controlPlaneOnly = true
             case "--separate-cpu": separateCPU = true
             case "--chart": chart = it.next()
             case "--json": json = it.next()
@@ -48,7 +51,7 @@ struct Options {
             case "--window": window = Double(it.next() ?? "") ?? window
             case "--limit-seconds": limitSeconds = Double(it.next() ?? "") ?? limitSeconds
             default:
-                FileHandle.standardError.write(Data("usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--flood-rounds N] [--window SECONDS] [--limit-seconds SECONDS] [--separate-cpu] [--smoke]\n".utf8))
+                FileHandle.standardError.write(Data("usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--flood-rounds N] [--window SECONDS] [--limit-seconds SECONDS] [--separate-cpu] [--smoke] [--control-plane-only]\n".utf8))
                 exit(2)
             }
         }
@@ -134,6 +137,20 @@ do {
     thousand = try LoadedDatapath(policy: compile(policyText(rules: 1000)))
 } catch {
     fail("\(error)")
+}
+
+if options.controlPlaneOnly {
+    do {
+        let bench = try VethBench(object: baselineObject, separateCPU: options.separateCPU)
+        Cleanup.add { bench.destroy() }
+        let control = try measureControlPlane(bench, icmpwall: options.icmpwall, sizes: options.applySizes, rounds: options.smoke ? 1 : 5)
+        print("control plane (\(options.icmpwall)):\n" + controlPlaneConsole(control))
+        print("\ntargets:\n  " + controlPlaneTargets(control).joined(separator: "\n  "))
+        Cleanup.run()
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
 }
 
 // Sanity: the programs give the verdicts the table claims (a benchmark of the wrong path is worthless).
