@@ -242,7 +242,7 @@ public final class ReferenceModel {
         }
         let key = SourceKey(rule: name, family: f.family,
                             address: IPPrefix.mask(f.source, to: f.family == .ipv4 ? prefixes.v4 : prefixes.v6))
-        if !global[name, default: BucketState()].hasToken(backstop, now: now) { return false }
+        if !global[name, default: BucketState()].refillAndCheck(backstop, now: now) { return false }
         let gotSourceToken = perSource[key, default: BucketState()].take(p.limit, now: now)
         return gotSourceToken && global[name, default: BucketState()].take(backstop, now: now)
     }

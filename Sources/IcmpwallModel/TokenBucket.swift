@@ -47,12 +47,12 @@ public struct BucketState: Sendable, Hashable {
         return false
     }
 
-    /// True when a take at `now` would succeed; changes nothing. (The datapath refills the bucket while it checks:
-    /// the same thing, since refilling in several steps caps the credit exactly as one step does.)
-    public func hasToken(_ p: BucketParameters, now: UInt64) -> Bool {
-        var copy = self
-        copy.refill(p, now: now)
-        return copy.credit >= p.period
+    /// Brings the bucket up to `now` and tells whether a take would succeed, taking nothing. The datapath's check
+    /// refills in place too, and that is observable: a later frame stamped earlier (replayed captures, generated
+    /// time) refills nothing, so it sees the credit this refill left, not the credit before it.
+    public mutating func refillAndCheck(_ p: BucketParameters, now: UInt64) -> Bool {
+        refill(p, now: now)
+        return credit >= p.period
     }
 
     mutating func refill(_ p: BucketParameters, now: UInt64) {
