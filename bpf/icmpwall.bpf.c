@@ -331,8 +331,10 @@ static __always_inline int icw_byte_at(const struct icw_packet *pkt, __u32 off, 
 
 /* ---- token buckets: `now` is passed in so test-run and replay can drive time ------------------ */
 
-/* Brings a bucket up to `now`. Refilling early changes nothing a later take would see (the credit is capped
- * the same way whether time is added in one step or several), so a check may refill without taking. */
+/* Brings a bucket up to `now`. While time moves forward, refilling early changes nothing a later take would see
+ * (the credit is capped the same way whether time is added in one step or several), so a check may refill
+ * without taking. A later frame stamped earlier (replay, test time) refills nothing and sees the credit this
+ * refill left: the reference model refills in place the same way. */
 static __always_inline void icw_bucket_refill(struct icw_bucket_state *s, const struct icw_limit *l,
 					      __u32 epoch, __u64 now)
 {
@@ -365,7 +367,7 @@ static __always_inline int icw_bucket_take(struct icw_bucket_state *s, const str
 }
 
 /* The rule's global bucket under its lock: with `take`, takes a token if there is one; without, only says
- * whether there is one (refilling it, which a later take would do the same way). */
+ * whether there is one (refilling it in place, see icw_bucket_refill). */
 static __always_inline int icw_global_bucket(__u32 rule_id, const struct icw_limit *l, __u32 epoch, __u64 now,
 					     int take)
 {
