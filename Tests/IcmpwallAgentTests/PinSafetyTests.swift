@@ -139,18 +139,8 @@ func droppedEchoFromPins(_ interface: String) -> UInt64? {
 @Suite("Pins: upgrades in place, removal underneath, permissions", .serialized,
        .enabled(if: Privilege.available || Privilege.inCI, "needs root to create namespaces and attach XDP; runs in CI as root"))
 final class PinSafetyTests {
-    static let dropEcho = """
-        version: 1
-        name: drop-echo
-        default: pass
-        rules:
-          - name: no-mask-reply
-            type: address-mask-reply
-            action: drop
-          - name: echo
-            type: echo-request
-            action: drop
-        """
+    /// Drops address-mask replies and every echo request: the flood tests count what gets through.
+    static let dropEcho = AgentEndToEndTests.policy(name: "drop-echo", echo: "drop")
 
     func statusJSON(_ topology: LabTopology) throws -> [String: Any] {
         let r = try cli(topology, ["status", "--interface", topology.serverInterface, "--json"])
@@ -201,7 +191,7 @@ final class PinSafetyTests {
             Thread.sleep(forTimeInterval: 0.05)
             if let v = droppedEchoFromPins(interface) { samples.append(v) }
         }
-        let policy = try dir.write("new.yaml", Self.dropEcho.replacingOccurrences(of: "name: drop-echo", with: "name: drop-echo-v2"))
+        let policy = try dir.write("new.yaml", AgentEndToEndTests.policy(name: "drop-echo-v2", echo: "drop"))
         let upgrade = Process()
         upgrade.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         upgrade.arguments = ["nsenter", "--net=/run/netns/\(topology.serverNamespace)", Binary.path, "attach", "--interface", interface, "--policy", policy]
