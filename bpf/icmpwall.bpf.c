@@ -64,6 +64,13 @@ struct {
 } icw_decisions SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * 2 * 256);
+	__type(key, __u32);
+	__type(value, struct icw_type_decision);
+} icw_type_decisions SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, ICW_MAX_PREFIXES);
 	__uint(key_size, ICW_SRC4_KEY_SIZE);
@@ -627,53 +634,79 @@ malformed:
 
 /* ---- policy ----------------------------------------------------------------------------------- */
 
-static __always_inline __u32 icw_source_class(const struct icw_frame *f, __u8 slot)
+static __always_inline __u32 icw_source_class(const struct icw_frame *f, __u8 slot, __u8 sources)
 {
 	__u32 *cls;
 	if (f->family == ICW_FAMILY_IPV4) {
 		struct icw_src4_key k = { .prefixlen = 8 + 32, .slot = slot };
+		if (!(sources & ICW_CONFIG_SOURCES_IPV4))
+			return 0;
 		__builtin_memcpy(k.addr, f->src, 4);
 		cls = bpf_map_lookup_elem(&icw_src4, &k);
 	} else {
 		struct icw_src6_key k = { .prefixlen = 8 + 128, .slot = slot };
+		if (!(sources & ICW_CONFIG_SOURCES_IPV6))
+			return 0;
 		__builtin_memcpy(k.addr, f->src, 16);
 		cls = bpf_map_lookup_elem(&icw_src6, &k);
 	}
 	return cls ? *cls : 0;
 }
 
-/* The first matching rule, as compiled by the policy core: most specific key first, then the same
- * three keys for source class 0. No loop over rules. */
-static __always_inline __u32 icw_lookup_rule(const struct icw_frame *f, __u8 slot)
+/* The three decision-table probes of one source class, most specific first: the rule_ref of the first entry
+ * found (which may say "default"), or ICW_RULE_REF_PROBE when the class has none of the three. */
+static __always_inline __u32 icw_probe_class(const struct icw_frame *f, __u8 slot, __u32 cls)
 {
-	struct icw_decision_key k = { .slot = slot, .family = f->family };
-	struct icw_decision *d;
-	__u32 cls = icw_source_class(f, slot);
-	int pass;
+	struct icw_decision_key k = {
+		.source_class = cls, .slot = slot, .family = f->family, .match = ICW_MATCH_CODE,
+		.type = (__u8)f->type, .code = (__u8)f->code,
+	};
+	struct icw_decision *d = bpf_map_lookup_elem(&icw_decisions, &k);
 
-	for (pass = 0; pass < 2; pass++) {
-		k.source_class = cls;
-		k.match = ICW_MATCH_CODE;
-		k.type = (__u8)f->type;
-		k.code = (__u8)f->code;
-		d = bpf_map_lookup_elem(&icw_decisions, &k);
-		if (d)
-			return d->rule_ref;
-		k.match = ICW_MATCH_ANY_CODE;
-		k.code = 0;
-		d = bpf_map_lookup_elem(&icw_decisions, &k);
-		if (d)
-			return d->rule_ref;
-		k.match = ICW_MATCH_ANY_TYPE;
-		k.type = 0;
-		d = bpf_map_lookup_elem(&icw_decisions, &k);
-		if (d)
-			return d->rule_ref;
-		if (cls == 0)
-			break;
-		cls = 0;
+	if (d)
+		return d->rule_ref;
+	k.match = ICW_MATCH_ANY_CODE;
+	k.code = 0;
+	d = bpf_map_lookup_elem(&icw_decisions, &k);
+	if (d)
+		return d->rule_ref;
+	k.match = ICW_MATCH_ANY_TYPE;
+	k.type = 0;
+	d = bpf_map_lookup_elem(&icw_decisions, &k);
+	return d ? d->rule_ref : ICW_RULE_REF_PROBE;
+}
+
+/* Class 0's result, from the per-type array the compiler resolved it into; the hash table only for the few
+ * (type, high code) cells the array cannot hold. */
+static __always_inline __u32 icw_class_zero(const struct icw_frame *f, __u8 slot)
+{
+	__u32 index = ((__u32)slot * 2 + f->family) * 256 + (__u8)f->type;
+	__u32 code = (__u8)f->code, ref;
+	struct icw_type_decision *td = bpf_map_lookup_elem(&icw_type_decisions, &index);
+
+	if (!td)
+		return ICW_RULE_REF_DEFAULT;
+	if (code > ICW_TYPE_DECISION_CODES)
+		code = ICW_TYPE_DECISION_CODES;
+	ref = td->rule_ref[code];
+	if (ref != ICW_RULE_REF_PROBE)
+		return ref;
+	ref = icw_probe_class(f, slot, 0);
+	return ref == ICW_RULE_REF_PROBE ? ICW_RULE_REF_DEFAULT : ref;
+}
+
+/* The first matching rule, as compiled by the policy core: the source's class (only when this family has
+ * `from` prefixes), its three probes, then class 0. No loop over rules. */
+static __always_inline __u32 icw_lookup_rule(const struct icw_frame *f, __u8 slot, __u8 sources)
+{
+	__u32 cls = icw_source_class(f, slot, sources);
+
+	if (cls != 0) {
+		__u32 ref = icw_probe_class(f, slot, cls);
+		if (ref != ICW_RULE_REF_PROBE)
+			return ref;
 	}
-	return ICW_RULE_REF_DEFAULT;
+	return icw_class_zero(f, slot);
 }
 
 /* ---- the one exit for ICMP frames: counters, then the verdict ---------------------------------- */
@@ -791,7 +824,7 @@ __attribute__((noinline)) int icw_judge(struct xdp_md *ctx, const struct icw_fra
 
 	/* The policy. */
 	j.reason = ICW_REASON_DEFAULT;
-	j.rule_ref = icw_lookup_rule(f, slot);
+	j.rule_ref = icw_lookup_rule(f, slot, cfg->sources);
 	if (j.rule_ref == ICW_RULE_REF_DEFAULT) {
 		j.drop = cfg->default_action == ICW_ACTION_DROP;
 		return icw_finish(f, &j, cfg->mode);

@@ -31,7 +31,7 @@ public enum DatapathNames {
     public static let objectName = "icmpwall"
     /// Maps that hold enforcement state and counters: pinned, so they outlive the command.
     public static let pinnedMaps = [
-        "icw_control", "icw_config", "icw_meta", "icw_policy_meta", "icw_decisions", "icw_src4", "icw_src6", "icw_rules",
+        "icw_control", "icw_config", "icw_meta", "icw_policy_meta", "icw_decisions", "icw_type_decisions", "icw_src4", "icw_src6", "icw_rules",
         "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks", "icw_counters",
         "icw_rule_counters", "icw_guard_counters", "icw_egress_config", "icw_egress_exempt", "icw_egress_bucket",
         "icw_egress_destinations", "icw_egress_counters",
@@ -75,6 +75,7 @@ public struct DatapathMaps: @unchecked Sendable {
     public let meta: BPFMap
     public let policyMeta: BPFMap
     public let decisions: BPFMap
+    public let typeDecisions: BPFMap
     public let src4: BPFMap
     public let src6: BPFMap
     public let rules: BPFMap
@@ -94,6 +95,7 @@ public struct DatapathMaps: @unchecked Sendable {
         meta = try lookup("icw_meta")
         policyMeta = try lookup("icw_policy_meta")
         decisions = try lookup("icw_decisions")
+        typeDecisions = try lookup("icw_type_decisions")
         src4 = try lookup("icw_src4")
         src6 = try lookup("icw_src6")
         rules = try lookup("icw_rules")
@@ -121,6 +123,6 @@ public struct DatapathMaps: @unchecked Sendable {
 
 /// Version strings.
 public enum IcmpwallVersion {
-    public static let string = "0.2.0"
+    public static let string = "0.3.0"
     public static let abi = Int(ICW_ABI_VERSION)
 }

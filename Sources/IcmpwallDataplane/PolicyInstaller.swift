@@ -133,7 +133,9 @@ public struct PolicyInstaller {
             decisionValues.append(icw_decision(rule_ref: ref))
         }
         try maps.decisions.updateBatch(keys: decisionKeys, values: decisionValues)
-        try maps.config.update(target, Self.abiConfig(policy, generation: generation))
+        try maps.typeDecisions.updateBatch(keys: (0..<UInt32(2 * 256)).map { target * 512 + $0 },
+                                           values: Self.abiTypeDecisions(compiled, slot: target))
+        try maps.config.update(target, Self.abiConfig(compiled, generation: generation))
 
         // Egress limits of the new policy, in the same slot: switched by the same flip.
         let egressSignature = Self.egressSignature(policy.egress)
@@ -183,9 +185,14 @@ public struct PolicyInstaller {
     /// install. The generations must agree: an apply that flipped and began rewriting that slot between the two
     /// reads is seen, and the pair read again.
     public func runningPolicy() throws(BPFError) -> icw_policy_meta? {
+        try Self.runningPolicy(control: maps.control, policyMeta: maps.policyMeta)
+    }
+
+    /// ``runningPolicy()`` from the two maps it reads (pins of an older ABI share their layouts).
+    static func runningPolicy(control controlMap: BPFMap, policyMeta: BPFMap) throws(BPFError) -> icw_policy_meta? {
         for _ in 0..<8 {
-            guard let control = try maps.control.lookup(UInt32(0), as: icw_control.self), control.generation != 0 else { return nil }
-            if let identity = try maps.policyMeta.lookup(control.active_slot & 1, as: icw_policy_meta.self),
+            guard let control = try controlMap.lookup(UInt32(0), as: icw_control.self), control.generation != 0 else { return nil }
+            if let identity = try policyMeta.lookup(control.active_slot & 1, as: icw_policy_meta.self),
                identity.generation == control.generation {
                 return identity
             }
@@ -322,7 +329,8 @@ public struct PolicyInstaller {
         }
     }
 
-    static func abiConfig(_ policy: Policy, generation: UInt32) -> icw_config {
+    static func abiConfig(_ compiled: CompiledPolicy, generation: UInt32) -> icw_config {
+        let policy = compiled.policy
         var c = icw_config()
         c.default_action = policy.defaultAction == .drop ? UInt8(ICW_ACTION_DROP.rawValue) : UInt8(ICW_ACTION_PASS.rawValue)
         c.mode = policy.mode.rawValue
@@ -331,7 +339,27 @@ public struct PolicyInstaller {
                         g.maxEchoPayload != nil ? 1 : 0)
         c.max_echo_payload = UInt16(clamping: g.maxEchoPayload ?? 0)
         c.generation = generation
+        c.sources = (compiled.hasSources(.ipv4) ? UInt8(ICW_CONFIG_SOURCES_IPV4) : 0)
+            | (compiled.hasSources(.ipv6) ? UInt8(ICW_CONFIG_SOURCES_IPV6) : 0)
         return c
+    }
+
+    /// Class 0's per-type array of a slot, in the ABI's layout (rule refs into that slot's rules).
+    static func abiTypeDecisions(_ compiled: CompiledPolicy, slot: UInt32) -> [icw_type_decision] {
+        compiled.typeDecisions.map { decision in
+            var value = icw_type_decision()
+            withUnsafeMutableBytes(of: &value.rule_ref) { raw in
+                let refs = raw.bindMemory(to: UInt32.self)
+                for (i, cell) in decision.cells.enumerated() {
+                    switch cell {
+                    case .rule(let index): refs[i] = slot * UInt32(ICW_MAX_RULES) + UInt32(index)
+                    case .defaultAction: refs[i] = ICW_RULE_REF_DEFAULT
+                    case .probe: refs[i] = ICW_RULE_REF_PROBE
+                    }
+                }
+            }
+            return value
+        }
     }
 
     static func nanoseconds(_ date: Date) -> UInt64 {

@@ -7,6 +7,10 @@
 //   2. probe (class, family, .code, type, code), then (class, family, .anyCode, type, 0), then
 //      (class, family, .anyType, 0, 0); if all three are absent and class != 0, probe the same three with class 0;
 //      if still absent, or the entry found says "default", the default action applies.
+//   Class 0's three probes are resolved ahead of time into a per-type array (``TypeDecision``): one array read
+//   with no hashing for every frame whose source matches no `from` prefix. Only a type whose codes above 15 do
+//   not all share one result keeps a cell that sends the datapath to the class-0 probes. A family with no
+//   `from` prefix at all skips step 1 (its class is 0).
 //
 // Why classes work: the `from` prefixes containing an address are exactly the ancestors (within the set of all
 // `from` prefixes) of its longest match, so the longest match decides which `from` rules can match.
@@ -62,6 +66,33 @@ public struct DecisionEntry: Sendable, Hashable {
     }
 }
 
+/// One cell of class 0's per-type array: what the class-0 probes give, resolved ahead of time.
+public enum TypeDecisionRef: Sendable, Hashable {
+    /// The rule with this index in ``Policy/rules`` decides.
+    case rule(Int)
+    /// No rule matches: the default action (the ABI's ICW_RULE_REF_DEFAULT).
+    case defaultAction
+    /// Codes that do not share one result: probe the decision table for class 0 (the ABI's ICW_RULE_REF_PROBE).
+    case probe
+}
+
+/// Class 0's result for one family and type, by code (the ABI's `struct icw_type_decision`).
+public struct TypeDecision: Sendable, Hashable {
+    /// Codes with a cell of their own (ICW_TYPE_DECISION_CODES); every higher code shares the last cell.
+    public static let codes = 16
+    /// `codes + 1` cells: codes 0...15, then every code from 16 up.
+    public var cells: [TypeDecisionRef]
+
+    /// Creates an entry from its cells.
+    public init(cells: [TypeDecisionRef]) {
+        precondition(cells.count == Self.codes + 1)
+        self.cells = cells
+    }
+
+    /// The cell of `code`.
+    public func cell(code: UInt8) -> TypeDecisionRef { cells[min(Int(code), Self.codes)] }
+}
+
 /// One `from` prefix and its source class id (the value stored in the family's LPM trie).
 public struct SourceClassEntry: Sendable, Hashable {
     /// The prefix.
@@ -84,6 +115,8 @@ public struct CompiledPolicy: Sendable {
     public var decisions: [DecisionEntry] { didSet { decisionIndex = CompiledPolicy.index(decisions) } }
     /// Every distinct `from` prefix once, IPv4 first, ordered by address then length.
     public var sourceClasses: [SourceClassEntry] { didSet { classIndex = CompiledPolicy.index(sourceClasses) } }
+    /// Class 0 by family and type: index `family.rawValue * 256 + type` (512 entries).
+    public var typeDecisions: [TypeDecision]
 
     private struct Key: Hashable {
         var sourceClass: UInt32
@@ -103,10 +136,12 @@ public struct CompiledPolicy: Sendable {
     private var classIndex: [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])]
 
     /// Assembles a compiled policy (``PolicyCompiler/compile(_:capacity:)`` is the way to get a correct one).
-    public init(policy: Policy, decisions: [DecisionEntry], sourceClasses: [SourceClassEntry]) {
+    public init(policy: Policy, decisions: [DecisionEntry], sourceClasses: [SourceClassEntry], typeDecisions: [TypeDecision]) {
+        precondition(typeDecisions.count == 2 * 256)
         self.policy = policy
         self.decisions = decisions
         self.sourceClasses = sourceClasses
+        self.typeDecisions = typeDecisions
         decisionIndex = CompiledPolicy.index(decisions)
         classIndex = CompiledPolicy.index(sourceClasses)
     }
@@ -141,14 +176,21 @@ public struct CompiledPolicy: Sendable {
         return 0
     }
 
+    /// True when `family` has `from` prefixes (the datapath looks its sources up only then).
+    public func hasSources(_ family: ICMPFamily) -> Bool { !(classIndex[family]?.lengths.isEmpty ?? true) }
+
     /// The deciding rule's index for a message, or nil for the default, looked up exactly as the datapath does
-    /// (see the file comment): source class, then up to three probes in the class and three in class 0.
+    /// (see the file comment): source class (only if the family has prefixes), up to three probes in the class,
+    /// then class 0's per-type cell, and class 0's probes only where that cell says so.
     /// Agrees with ``Policy/firstMatch(family:type:code:source:)`` for every input.
     public func lookup(family: ICMPFamily, type: UInt8, code: UInt8, source: [UInt8]) -> Int? {
-        let cls = sourceClass(family: family, address: source)
-        if let found = probe(cls, family, type, code) { return found }
-        if cls != 0, let found = probe(0, family, type, code) { return found }
-        return nil
+        let cls = hasSources(family) ? sourceClass(family: family, address: source) : 0
+        if cls != 0, let found = probe(cls, family, type, code) { return found }
+        switch typeDecisions[Int(family.rawValue) * 256 + Int(type)].cell(code: code) {
+        case .rule(let index): return index
+        case .defaultAction: return nil
+        case .probe: return probe(0, family, type, code) ?? nil
+        }
     }
 
     /// The three probes in one class: `.some(result)` for the first entry found, nil if none is present.
@@ -271,8 +313,11 @@ private struct Compiler {
         }
         let sourceClasses = sortedPrefixes.enumerated().map { SourceClassEntry(prefix: $1, sourceClass: UInt32($0 + 1)) }
 
+        var typeDecisions = [TypeDecision]()
+        typeDecisions.reserveCapacity(2 * 256)
         for family in ICMPFamily.allCases {
             let base = classZeroTable(family)
+            typeDecisions += base.map(Self.typeDecision)
             emitClassZero(family, base)
             // Lengths present and prefixes by (length, address), to find each prefix's ancestors.
             var byLength = [Int: Set<[UInt8]>]()
@@ -296,7 +341,21 @@ private struct Compiler {
                 severity: .error, location: fileStart,
                 message: "the policy compiles to \(decisionCount) decision-table entries; at most \(capacity.maxDecisions) fit the datapath (fewer distinct 'from' prefixes, or 'from' rules that differ from the rest in fewer types, make it smaller)")])
         }
-        return CompiledPolicy(policy: policy, decisions: decisions, sourceClasses: sourceClasses)
+        return CompiledPolicy(policy: policy, decisions: decisions, sourceClasses: sourceClasses, typeDecisions: typeDecisions)
+    }
+
+    /// One type's class-0 results as the per-type array holds them: a cell per code below 16, one for the rest
+    /// when they agree (else a cell that sends the datapath to the probes, which class 0's entries answer).
+    static func typeDecision(_ result: TypeResult) -> TypeDecision {
+        func ref(_ r: Ref) -> TypeDecisionRef { r == defaultRef ? .defaultAction : .rule(Int(r)) }
+        switch result {
+        case .uniform(let r):
+            return TypeDecision(cells: Array(repeating: ref(r), count: TypeDecision.codes + 1))
+        case .perCode(let a):
+            let high = a[TypeDecision.codes...]
+            let rest: TypeDecisionRef = high.allSatisfy { $0 == high.first! } ? ref(high.first!) : .probe
+            return TypeDecision(cells: a[0..<TypeDecision.codes].map(ref) + [rest])
+        }
     }
 
     /// First-match results of the rules without `from`, for every type and code of a family: per type, walk the

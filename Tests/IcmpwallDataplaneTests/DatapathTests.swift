@@ -42,6 +42,8 @@ struct DatapathTests {
         #expect(MemoryLayout<icw_rule_counter>.size == 16)
         #expect(MemoryLayout<icw_verdict_record>.size == 24)
         #expect(MemoryLayout<icw_rule_identity>.size == 16)
+        #expect(MemoryLayout<icw_type_decision>.size == 68)
+        #expect(MemoryLayout<icw_config>.offset(of: \icw_config.sources) == 7)
         // Counter memory stays bounded: rows x 32 bytes + rule ids x 16 bytes per CPU, x 64 CPUs < 16 MiB.
         let perCPU = Int(ICW_COUNTER_ROW_COUNT) * 32 + Int(ICW_MAX_RULE_IDS) * 16 + 5 * 16
         #expect(perCPU * 64 < 16 << 20)
@@ -55,6 +57,9 @@ struct DatapathTests {
         #expect(Int(try rules.info().valueSize) == MemoryLayout<icw_rule>.size)
         let decisions = try object.map(named: "icw_decisions")
         #expect(Int(try decisions.info().keySize) == MemoryLayout<icw_decision_key>.size)
+        let typeDecisions = try object.map(named: "icw_type_decisions")
+        #expect(Int(try typeDecisions.info().valueSize) == MemoryLayout<icw_type_decision>.size)
+        #expect(try typeDecisions.info().maxEntries == 2 * 2 * 256)
     }
 
     @Test("Non-ICMP frames pass untouched and are not counted")
@@ -139,6 +144,60 @@ struct DatapathTests {
         #expect(s.rules.first { $0.name == "no-echo-from-doc3" }?.dropped == 1)
         #expect(s.rules.first { $0.name == "default" }?.dropped == 1)
         #expect(s.rules.first { $0.name == "echo-again" }?.matched == 0, "a later rule never sees what an earlier one matched")
+    }
+
+    @Test("Class 0 by type: per-code cells, the shared cell above 15, the probe where high codes differ, sources of one family only")
+    func typeDecisions() throws {
+        guard Privilege.require() else { return }
+        let h = try harness("""
+            version: 1
+            allow-unsafe: true
+            rules:
+              - name: frag
+                family: ipv4
+                type: 3
+                code: 4
+                action: pass
+              - name: high
+                family: ipv4
+                type: 3
+                code: 200
+                action: drop
+              - name: unreachable
+                family: ipv4
+                type: 3
+                action: limit
+                limit: { rate: 1/s, burst: 1, per: global }
+              - name: v6-docs
+                from: [2001:db8:1::/48]
+                action: drop
+              - name: high-v6
+                family: ipv6
+                type: 1
+                code: [20-30]
+                action: drop
+            """)
+        func unreachable(_ code: UInt8) -> [UInt8] {
+            FrameBuilder.icmpv4(ICMPv4Message(type: 3, code: code, payload: Array(repeating: 0, count: 28))).bytes
+        }
+        var v = try h.judge(unreachable(4), at: second)
+        #expect(v.verdict == "pass" && v.rule == "frag", "code 4 has its own cell")
+        v = try h.judge(unreachable(200), at: second)
+        #expect(v.verdict == "drop" && v.rule == "high", "codes above 15 differ: the decision table decides 200")
+        v = try h.judge(unreachable(201), at: second)
+        #expect(v.rule == "unreachable" && v.verdict == "pass", "and 201, by the type's rule (its bucket's one token)")
+        v = try h.judge(unreachable(3), at: second)
+        #expect(v.rule == "unreachable" && v.verdict == "drop", "code 3 through its cell, to the same bucket, now empty")
+        // IPv6 has a `from` prefix, IPv4 none: IPv6 sources are looked up, and the v6 cells above 15 probe.
+        func unreachable6(_ code: UInt8, from source: IPv6Address) -> [UInt8] {
+            FrameBuilder.icmpv6(ICMPv6Message(type: 1, code: code, payload: Array(repeating: 0, count: 48)), from: source).bytes
+        }
+        v = try h.judge(unreachable6(0, from: "2001:db8:1::9"), at: second)
+        #expect(v.verdict == "drop" && v.rule == "v6-docs")
+        v = try h.judge(unreachable6(25, from: "2001:db8:2::9"), at: second)
+        #expect(v.verdict == "drop" && v.rule == "high-v6")
+        v = try h.judge(unreachable6(31, from: "2001:db8:2::9"), at: second)
+        #expect(v.verdict == "pass" && v.reason == .defaultAction)
     }
 
     @Test("VLAN, QinQ, IPv4 options and IPv6 extension chains are parsed to the ICMP header")

@@ -15,7 +15,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h> /* struct bpf_spin_lock */
 
-#define ICW_ABI_VERSION 3
+#define ICW_ABI_VERSION 4
 
 /* ---- limits -------------------------------------------------------------------------------- */
 
@@ -105,12 +105,15 @@ struct icw_config {
 	__u8 default_action;  /* ICW_ACTION_PASS or ICW_ACTION_DROP */
 	__u8 mode;            /* enum icw_mode */
 	__u8 guard_drop[ICW_GUARD_COUNT]; /* 1 = the guard drops; max-echo-payload also needs max_echo_payload */
-	__u8 pad0;
+	__u8 sources;         /* ICW_CONFIG_SOURCES_*: families with `from` prefixes in this slot */
 	__u16 max_echo_payload; /* bytes of echo data allowed, when guard_drop[MAX_ECHO_PAYLOAD] */
 	__u16 pad1;
 	__u32 generation;     /* the policy generation this slot holds */
 };
 _Static_assert(sizeof(struct icw_config) == 16, "icw_config layout");
+/* A family without `from` prefixes has only source class 0: the datapath skips its LPM lookup. */
+#define ICW_CONFIG_SOURCES_IPV4 1u
+#define ICW_CONFIG_SOURCES_IPV6 2u
 
 /* ---- control (map icw_control, one entry): which slot is live ------------------------------- */
 
@@ -164,6 +167,22 @@ struct icw_decision {
 	__u32 rule_ref;      /* index into icw_rules, or ICW_RULE_REF_DEFAULT */
 };
 _Static_assert(sizeof(struct icw_decision) == 4, "icw_decision layout");
+
+/* ---- class 0 by type (map icw_type_decisions, array, index = slot * 512 + family * 256 + type) ----
+ * What the decision table says for source class 0, resolved ahead of time per type: rule_ref[code] for codes
+ * below ICW_TYPE_DECISION_CODES, rule_ref[ICW_TYPE_DECISION_CODES] for every higher code. One array read
+ * (inlined by the JIT, no hashing) replaces up to three hash probes for every frame whose source matches no
+ * `from` prefix, which is every frame of a policy without one. Where the higher codes do not all share one
+ * result the entry says ICW_RULE_REF_PROBE and the datapath probes icw_decisions for class 0 as before. */
+
+#define ICW_TYPE_DECISION_CODES 16
+/* A type-decision cell whose rule_ref is this means "probe icw_decisions (class 0) for this code". */
+#define ICW_RULE_REF_PROBE 0xfffffffeu
+
+struct icw_type_decision {
+	__u32 rule_ref[ICW_TYPE_DECISION_CODES + 1]; /* index into icw_rules, ICW_RULE_REF_DEFAULT or _PROBE */
+};
+_Static_assert(sizeof(struct icw_type_decision) == 68, "icw_type_decision layout");
 
 /* ---- source prefixes (LPM tries icw_src4 / icw_src6) ----------------------------------------
  * The slot is the first byte of the key, so one trie holds both policies: prefixlen = 8 + prefix. */
