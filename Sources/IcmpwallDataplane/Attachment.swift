@@ -245,11 +245,20 @@ public struct Dataplane: Sendable {
         return result
     }
 
-    /// The metadata of ABI 2 pins (one icw_meta of 144 bytes holding the last apply's identity), for `status` beside
-    /// pins an older icmpwall left enforcing. Nil for any other layout.
+    /// The metadata of pins an older icmpwall left enforcing, for `status` beside them and for their upgrade: ABI 3's
+    /// icw_meta and icw_policy_meta have today's layouts (ABI 4 added a map); ABI 2 held the last apply's identity in
+    /// one icw_meta of 144 bytes. Nil for any other layout.
     func legacyMetadata(interface: String) -> (icw_meta, icw_policy_meta)? {
-        guard let map = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta"), map.valueSize == 144,
-              let bytes = try? map.lookup(key: [0, 0, 0, 0]), bytes.count >= 144 else { return nil }
+        guard let map = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_meta") else { return nil }
+        if map.valueSize == UInt32(MemoryLayout<icw_meta>.size) {
+            guard let meta = try? map.lookup(UInt32(0), as: icw_meta.self),
+                  let control = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_control"),
+                  let policyMeta = try? BPFMap.openPinned("\(mapsDirectory(interface))/icw_policy_meta"),
+                  policyMeta.valueSize == UInt32(MemoryLayout<icw_policy_meta>.size) else { return nil }
+            let running = (try? PolicyInstaller.runningPolicy(control: control, policyMeta: policyMeta)) ?? nil
+            return (meta, running ?? icw_policy_meta())
+        }
+        guard map.valueSize == 144, let bytes = try? map.lookup(key: [0, 0, 0, 0]), bytes.count >= 144 else { return nil }
         func u32(_ o: Int) -> UInt32 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt32.self) } }
         func u64(_ o: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt64.self) } }
         var meta = icw_meta()

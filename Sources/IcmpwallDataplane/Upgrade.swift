@@ -34,10 +34,11 @@ struct UpgradePlan {
 
     static func from(abi: UInt32) -> UpgradePlan? {
         switch abi {
-        case 2:
+        case 2, 3:
             // ABI 2 -> 3 moved the policy's identity out of icw_meta into icw_policy_meta (one entry per slot, so
-            // status flips with the datapath); every counter, bucket and egress map kept its layout and meaning
-            // (bpf/include/icmpwall_abi.h, git history; Tests/Fixtures/abi2).
+            // status flips with the datapath); ABI 3 -> 4 added icw_type_decisions (class 0 resolved per type) and
+            // the sources flags of icw_config. Every counter, bucket and egress map kept its layout and meaning
+            // (bpf/include/icmpwall_abi.h, git history; Tests/Fixtures/abi2, Tests/Fixtures/abi3).
             return UpgradePlan(shared: [
                 "icw_counters", "icw_rule_counters", "icw_guard_counters",
                 "icw_rule_ids", "icw_buckets", "icw_source_buckets", "icw_source_locks",
@@ -114,7 +115,7 @@ extension Dataplane {
         let newMaps = try bpf { () throws(BPFError) in try DatapathMaps(object: object) }
         let oldControl = (try? BPFMap.openPinned("\(maps)/icw_control")).flatMap { try? $0.lookup(UInt32(0), as: icw_control.self) }
         // The attachment's facts (attach time and mode, whether attach created the clsact qdisc) and the generation,
-        // from the older ABI's icw_meta layout.
+        // from the older ABI's layouts.
         let oldMeta = legacyMetadata(interface: interface)
         var install: InstallResult
         do {

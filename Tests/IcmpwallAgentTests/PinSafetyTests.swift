@@ -10,19 +10,30 @@ import Testing
 import Glibc
 #endif
 
-/// A datapath of ABI 2 (icmpwall's first release with the egress limiter), attached and pinned the way that version
-/// did it: from the frozen copy of its BPF source and ABI header in Tests/Fixtures/abi2 (git history of bpf/),
-/// compiled here with clang; XDP link and tc egress filter.
+/// A datapath of an older ABI, attached and pinned the way that version did it: from the frozen copy of its BPF source
+/// and ABI header in Tests/Fixtures/abiN (git history of bpf/), compiled here with clang; XDP link and tc egress filter.
+/// - ABI 2 (0.1.x, the first release with the egress limiter) kept the last apply's identity in one 144-byte `icw_meta`.
+/// - ABI 3 (0.2.0) has today's `icw_meta` and `icw_policy_meta`, and no `icw_type_decisions` (class 0 only in the hash).
 ///
-/// Its policy is written by today's `PolicyInstaller`: ABI 2's policy, rule, counter, identity and egress maps have
-/// exactly today's layouts (ABI 3 only moved the policy's identity out of `icw_meta` into `icw_policy_meta`; the test
-/// checks every shared map's value size against today's struct). The installer's identity writes go to a scratch
-/// object, and the fixture's own 144-byte `icw_meta` is written in ABI 2's layout, as ABI 2's installer left it.
-enum OldDatapath {
-    static let abi: UInt32 = 2
-    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appending(path: "Fixtures/abi2")
-    static let pinnedMaps = DatapathNames.pinnedMaps.filter { $0 != "icw_policy_meta" }
+/// Its policy is written by today's `PolicyInstaller`: the older ABI's policy, rule, counter, identity and egress maps
+/// have exactly today's layouts (the test checks every shared map's value size against today's struct). Writes to maps
+/// the old ABI lacks or laid out differently go to a scratch object, and ABI 2's own `icw_meta` is written in its
+/// layout, as ABI 2's installer left it.
+struct OldDatapath: CustomTestStringConvertible, Sendable {
+    let abi: UInt32
+    var testDescription: String { "ABI \(abi)" }
+    static let all = [OldDatapath(abi: 2), OldDatapath(abi: 3)]
+    /// The release before this one.
+    static let previous = OldDatapath(abi: UInt32(IcmpwallVersion.abi) - 1)
+
+    var fixture: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appending(path: "Fixtures/abi\(abi)")
+    }
+    /// Maps of today's installer that this ABI does not have in today's layout.
+    var scratchMaps: Set<String> { abi == 2 ? ["icw_meta", "icw_policy_meta", "icw_type_decisions"] : ["icw_type_decisions"] }
+    var pinnedMaps: [String] {
+        DatapathNames.pinnedMaps.filter { $0 != "icw_type_decisions" && (abi != 2 || $0 != "icw_policy_meta") }
+    }
 
     /// The clang that builds the datapath (the EmbedBPF plugin uses the toolchain's): $CLANG, else on PATH, else the
     /// Swift toolchain's (the kernel-matrix guests run with a PATH that lacks it).
@@ -32,12 +43,12 @@ enum OldDatapath {
         return "/opt/swift/usr/bin/clang"
     }
 
-    static func compile(into dir: TemporaryDirectory) throws -> [UInt8] {
+    func compile(into dir: TemporaryDirectory) throws -> [UInt8] {
         let output = "\(dir.path)/icmpwall-abi\(abi).bpf.o"
         var arch = utsname()
         uname(&arch)
         let machine = withUnsafeBytes(of: arch.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        try Tool.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function",
+        try Tool.run([Self.clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function",
                       "-I", fixture.appending(path: "include").path, "-I", "/usr/include/\(machine)-linux-gnu",
                       "-c", fixture.appending(path: "icmpwall.bpf.c").path, "-o", output])
         return Array(try Data(contentsOf: URL(fileURLWithPath: output)))
@@ -45,10 +56,10 @@ enum OldDatapath {
 
     /// ABI 2's `icw_meta` (144 bytes): abi_version, generation, attached_at_ns, applied_at_ns, policy_sha256[32],
     /// policy_name[64], attach_mode[16], rule_count, flags.
-    static func legacyMeta(_ identity: icw_policy_meta, attachedAt: UInt64, mode: String, flags: UInt32) -> [UInt8] {
+    static func abi2Meta(_ identity: icw_policy_meta, attachedAt: UInt64, mode: String, flags: UInt32) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: 144)
         func put<T: FixedWidthInteger>(_ v: T, at o: Int) { withUnsafeBytes(of: v.littleEndian) { bytes.replaceSubrange(o..<o + $0.count, with: $0) } }
-        put(abi, at: 0)
+        put(UInt32(2), at: 0)
         put(identity.generation, at: 4)
         put(attachedAt, at: 8)
         put(identity.applied_at_ns, at: 16)
@@ -61,25 +72,26 @@ enum OldDatapath {
         return bytes
     }
 
-    /// Loads ABI 2, installs `policy`, attaches it to the server interface with an XDP link (generic mode) and its tc
-    /// egress filter, and pins link and maps under /sys/fs/bpf/icmpwall/IF/ with the loose modes of that version's
+    /// Loads the old ABI, installs `policy`, attaches it to the server interface with an XDP link (generic mode) and
+    /// its tc egress filter, and pins link and maps under /sys/fs/bpf/icmpwall/IF/ with the loose modes of ABI 2's
     /// umask-dependent mkdir (folders 0755, pins 0644), so the upgrade's tightening shows.
-    static func attach(_ topology: LabTopology, policy yaml: String, dir: TemporaryDirectory) throws {
+    func attach(_ topology: LabTopology, policy yaml: String, dir: TemporaryDirectory) throws {
         let object = try BPFObject(bytes: try compile(into: dir), name: "icmpwall")
         try object.load()
-        let scratch = try DatapathLoader.load(testMode: false)  // only a sink for the installer's identity writes
+        let scratch = try DatapathLoader.load(testMode: false)  // only a sink for writes the old ABI has no map for
         let maps = try DatapathMaps { (name: String) throws(BPFError) -> BPFMap in
-            try (name == "icw_meta" || name == "icw_policy_meta" ? scratch : object).map(named: name)
+            try (scratchMaps.contains(name) ? scratch : object).map(named: name)
         }
         for (map, size) in [(maps.config, MemoryLayout<icw_config>.size), (maps.control, MemoryLayout<icw_control>.size),
                             (maps.rules, MemoryLayout<icw_rule>.size),
                             (maps.counters, MemoryLayout<icw_type_counter>.size), (maps.ruleCounters, MemoryLayout<icw_rule_counter>.size),
                             (maps.ruleIDs, MemoryLayout<icw_rule_identity>.size), (maps.guardCounters, MemoryLayout<icw_guard_counter>.size),
                             (maps.egressConfig, MemoryLayout<icw_egress_config>.size)] {
-            #expect(Int(map.valueSize) == size, "ABI 2's \(map.name) has today's value size")
+            #expect(Int(map.valueSize) == size, "ABI \(abi)'s \(map.name) has today's value size")
         }
-        #expect(try object.map(named: "icw_meta").valueSize == 144, "ABI 2's icw_meta is the 144-byte layout")
-        let compiled = try PolicyCompiler.compile(try PolicyLoader.parse(bytes: Array(yaml.utf8), fileName: "abi2.yaml").0,
+        #expect(try object.map(named: "icw_meta").valueSize == (abi == 2 ? 144 : 32), "ABI \(abi)'s icw_meta layout")
+        #expect((try? object.map(named: "icw_type_decisions")) == nil, "ABI \(abi) has no per-type array")
+        let compiled = try PolicyCompiler.compile(try PolicyLoader.parse(bytes: Array(yaml.utf8), fileName: "abi\(abi).yaml").0,
                                                   capacity: DatapathCapacity.compile)
         _ = try PolicyInstaller(maps: maps).install(compiled)
         let identity = try #require(try PolicyInstaller(maps: maps).runningPolicy())
@@ -102,10 +114,19 @@ enum OldDatapath {
                               priority: UInt32(ICW_TC_PRIORITY), replace: true)
             return (link, created)
         }
-        try object.map(named: "icw_meta").update(
-            key: [0, 0, 0, 0],
-            value: legacyMeta(identity, attachedAt: PolicyInstaller.nanoseconds(Date()), mode: "generic",
-                              flags: createdClsact ? ICW_META_CREATED_CLSACT : 0))
+        let attachedAt = PolicyInstaller.nanoseconds(Date())
+        let flags = createdClsact ? ICW_META_CREATED_CLSACT : 0
+        if abi == 2 {
+            try object.map(named: "icw_meta").update(
+                key: [0, 0, 0, 0], value: Self.abi2Meta(identity, attachedAt: attachedAt, mode: "generic", flags: flags))
+        } else {
+            var meta = icw_meta()
+            meta.abi_version = abi
+            meta.attached_at_ns = attachedAt
+            meta.flags = flags
+            PolicyInstaller.setBytes(&meta.attach_mode, Array("generic".utf8))
+            try object.map(named: "icw_meta").update(UInt32(0), meta)
+        }
         try link.pin(at: "\(pins)/link")
         chmod("\(pins)/link", 0o644)
     }
@@ -128,7 +149,7 @@ func pinsArePrivate(_ interface: String) -> [String] {
 }
 
 /// Dropped echo requests (IPv4 type 8 code 0) read straight from the pinned counter map, whatever ABI wrote it
-/// (the row layout is the same in ABI 2 and 3).
+/// (the row layout is the same in ABI 2, 3 and 4).
 func droppedEchoFromPins(_ interface: String) -> UInt64? {
     guard let map = try? BPFMap.openPinned("/sys/fs/bpf/icmpwall/\(interface)/maps/icw_counters"),
           let perCPU = try? map.lookupPerCPU(icw_counter_row(UInt32(ICW_FAMILY_IPV4.rawValue), 8, 0), as: icw_type_counter.self)
@@ -163,26 +184,28 @@ final class PinSafetyTests {
         return (row?["dropped"] as? NSNumber)?.uint64Value
     }
 
-    @Test("attach over ABI 2 pins upgrades in place under traffic: no echo gets through, counters carried over and never go backwards, pins made private")
-    func upgradeWithCLI() throws {
+    @Test("attach over older pins upgrades in place under traffic: no echo gets through, counters carried over and never go backwards, pins made private",
+          arguments: OldDatapath.all)
+    func upgradeWithCLI(old: OldDatapath) throws {
         guard Privilege.require(), Binary.available() else { return }
         let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwu"))
         defer { cleanUp(topology, []) }
         let dir = try TemporaryDirectory()
         let interface = topology.serverInterface
-        try OldDatapath.attach(topology, policy: Self.dropEcho, dir: dir)
+        try old.attach(topology, policy: Self.dropEcho, dir: dir)
         let before = try statusJSON(topology)
-        #expect(before["abi_version"] as? Int == 2 && before["enforcing"] as? Bool == true, "\(before)")
+        #expect(before["abi_version"] as? Int == Int(old.abi) && before["enforcing"] as? Bool == true, "\(before)")
+        #expect(before["policy_name"] as? String == "drop-echo", "status reads the older pins' identity: \(before)")
         let oldLink = before["link_id"] as? Int
         let oldProgram = before["program_id"] as? Int
-        let oldEgress = try #require(before["egress_program_id"] as? Int, "ABI 2 has its egress filter: \(before)")
+        let oldEgress = try #require(before["egress_program_id"] as? Int, "ABI \(old.abi) has its egress filter: \(before)")
         #expect(try cli(topology, ["apply", "--interface", interface, try dir.write("p.yaml", Self.dropEcho)]).stderr
-                .contains("hold datapath ABI 2"), "apply refuses to write into ABI 2 pins")
+                .contains("hold datapath ABI \(old.abi)"), "apply refuses to write into older pins")
         let stats = try cli(topology, ["stats", "--interface", interface])
-        #expect(stats.status == 1 && stats.stderr.contains("hold datapath ABI 2") && stats.stderr.contains("upgrades them in place"),
+        #expect(stats.status == 1 && stats.stderr.contains("hold datapath ABI \(old.abi)") && stats.stderr.contains("upgrades them in place"),
                 "stats names the ABI and the way out: \(stats.stderr)")
         let text = try cli(topology, ["status", "--interface", interface]).stdout
-        #expect(text.contains("pins of datapath ABI 2"), "\(text)")
+        #expect(text.contains("pins of datapath ABI \(old.abi)"), "\(text)")
         #expect(!pinsArePrivate(interface).isEmpty, "the fixture's pins start loose")
 
         let (flood, out) = try Ping.start(topology, count: 300, interval: "0.01")
@@ -206,7 +229,7 @@ final class PinSafetyTests {
         }
         upgrade.waitUntilExit()
         let said = String(decoding: upgradeOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(upgrade.terminationStatus == 0 && said.contains("from datapath ABI 2 to 3 without a gap"), "\(said)")
+        #expect(upgrade.terminationStatus == 0 && said.contains("from datapath ABI \(old.abi) to \(IcmpwallVersion.abi) without a gap"), "\(said)")
         for _ in 0..<10 {
             Thread.sleep(forTimeInterval: 0.1)
             if let v = droppedEchoFromPins(interface) { samples.append(v) }
@@ -221,11 +244,11 @@ final class PinSafetyTests {
         #expect(try ruleDropped(topology, "echo") == UInt64(sent), "the rule's counter carried over by name")
 
         let after = try statusJSON(topology)
-        #expect(after["abi_version"] as? Int == 3 && after["enforcing"] as? Bool == true, "\(after)")
+        #expect(after["abi_version"] as? Int == IcmpwallVersion.abi && after["enforcing"] as? Bool == true, "\(after)")
         #expect(after["policy_name"] as? String == "drop-echo-v2")
         #expect(after["link_id"] as? Int == oldLink && after["program_id"] as? Int != oldProgram, "the same link, a new program: \(after)")
         #expect((after["egress_program_id"] as? Int).map { $0 != oldEgress } == true, "the egress filter was replaced in place: \(after)")
-        #expect((after["generation"] as? Int ?? 0) >= 2, "generations continue from ABI 2's: \(after)")
+        #expect((after["generation"] as? Int ?? 0) >= 2, "generations continue from the older pins': \(after)")
         #expect(pinsArePrivate(interface).isEmpty, "folders 0700, pins 0600 after the upgrade: \(pinsArePrivate(interface))")
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"), "no staging folder left")
         let apply = try cli(topology, ["apply", "--interface", interface, try dir.write("again.yaml", Self.dropEcho)])
@@ -241,7 +264,8 @@ final class PinSafetyTests {
         defer { cleanUp(topology, []) }
         let dir = try TemporaryDirectory()
         let interface = topology.serverInterface
-        try OldDatapath.attach(topology, policy: Self.dropEcho, dir: dir)
+        let old = OldDatapath.previous
+        try old.attach(topology, policy: Self.dropEcho, dir: dir)
         let policy = try dir.write("p.yaml", Self.dropEcho)
         let oldProgram = try statusJSON(topology)["program_id"] as? Int
         let (flood, out) = try Ping.start(topology, count: 300, interval: "0.01")
@@ -252,38 +276,39 @@ final class PinSafetyTests {
 
         #expect(try attach(crash: "staged").status != 0, "killed after staging")
         var status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 2 && status["program_id"] as? Int == oldProgram && status["enforcing"] as? Bool == true,
+        #expect(status["abi_version"] as? Int == Int(old.abi) && status["program_id"] as? Int == oldProgram && status["enforcing"] as? Bool == true,
                 "the old datapath still enforces: \(status)")
         #expect(FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"), "a stale staging folder")
 
         #expect(try attach(crash: "switched").status != 0, "killed after the switch")
         status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 2 && status["program_id"] as? Int != oldProgram && status["enforcing"] as? Bool == true,
-                "the new program enforces behind pins that still say ABI 2: \(status)")
+        #expect(status["abi_version"] as? Int == Int(old.abi) && status["program_id"] as? Int != oldProgram && status["enforcing"] as? Bool == true,
+                "the new program enforces behind pins that still say the old ABI: \(status)")
         let apply = try cli(topology, ["apply", "--interface", interface, policy])
-        #expect(apply.status == 1 && apply.stderr.contains("hold datapath ABI 2"), "apply does not write into them: \(apply.stderr)")
+        #expect(apply.status == 1 && apply.stderr.contains("hold datapath ABI \(old.abi)"), "apply does not write into them: \(apply.stderr)")
 
         let finish = try attach(crash: nil)
-        #expect(finish.status == 0 && finish.stdout.contains("from datapath ABI 2 to 3"), "\(finish.stdout) \(finish.stderr)")
+        #expect(finish.status == 0 && finish.stdout.contains("from datapath ABI \(old.abi) to \(IcmpwallVersion.abi)"), "\(finish.stdout) \(finish.stderr)")
         let output = Ping.finish(flood, out)
         let sent = try #require(Ping.transmitted(output))
         #expect(Ping.received(output) == 0, "no echo got through across two kills and the upgrade: \(output)")
         #expect(droppedEchoFromPins(interface) == UInt64(sent), "every echo counted once in the shared counters")
         status = try statusJSON(topology)
-        #expect(status["abi_version"] as? Int == 3 && status["enforcing"] as? Bool == true, "\(status)")
+        #expect(status["abi_version"] as? Int == IcmpwallVersion.abi && status["enforcing"] as? Bool == true, "\(status)")
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/icmpwall/\(interface)/maps_next"))
         #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
     }
 
-    @Test("the agent upgrades ABI 2 pins it finds at start, under traffic, and serves their carried counters")
-    func upgradeByAgent() throws {
+    @Test("the agent upgrades older pins it finds at start, under traffic, and serves their carried counters",
+          arguments: OldDatapath.all)
+    func upgradeByAgent(old: OldDatapath) throws {
         guard Privilege.require(), Binary.available() else { return }
         let topology = try LabTopology(prefix: LabTopology.uniquePrefix("icwa"))
         var agent: AgentProcess?
         defer { cleanUp(topology, [agent]) }
         let dir = try TemporaryDirectory()
         let interface = topology.serverInterface
-        try OldDatapath.attach(topology, policy: Self.dropEcho, dir: dir)
+        try old.attach(topology, policy: Self.dropEcho, dir: dir)
         let policy = try dir.write("p.yaml", Self.dropEcho)
         let (flood, out) = try Ping.start(topology, count: 200, interval: "0.01")
         Thread.sleep(forTimeInterval: 0.3)
@@ -291,7 +316,7 @@ final class PinSafetyTests {
                                  arguments: ["--interface", interface, "--policy", policy, "--metrics-address", "127.0.0.1:9510"],
                                  logPath: "\(dir.path)/agent.log")
         #expect(agent!.waitForLog("msg=\"agent running\""), "\(agent!.log)")
-        #expect(agent!.log.contains("upgraded the pinned datapath in place") && agent!.log.contains("from_abi=2"), "\(agent!.log)")
+        #expect(agent!.log.contains("upgraded the pinned datapath in place") && agent!.log.contains("from_abi=\(old.abi)"), "\(agent!.log)")
         let output = Ping.finish(flood, out)
         let sent = try #require(Ping.transmitted(output))
         #expect(Ping.received(output) == 0, "enforcement never stopped: \(output)")
@@ -300,7 +325,7 @@ final class PinSafetyTests {
         #expect(metric(text, "icmpwall_rule_dropped_total", ["interface": interface, "rule": "echo"]) == Double(sent),
                 "counters from before the upgrade carried over: \(text)")
         #expect(metric(text, "icmpwall_interface_enforcing", ["interface": interface]) == 1)
-        #expect(try statusJSON(topology)["abi_version"] as? Int == 3)
+        #expect(try statusJSON(topology)["abi_version"] as? Int == IcmpwallVersion.abi)
         #expect(pinsArePrivate(interface).isEmpty, "\(pinsArePrivate(interface))")
     }
 
