@@ -231,11 +231,10 @@ func gapAnalysis(mask: FloodComparison, echo: FloodComparison, control: ControlP
               into two per-CPU arrays: every lookup an array read the JIT inlines, no helper call. Before the per-type
               array (ABI 3, icmpwall 0.2.0) the same frame took an LPM lookup and two hash probes: 136 ns by the same
               statistics. What is left is not the program's own time: per frame beyond the minimal program, the
-              pipeline loses %.0f ns with icmpwall attached, while the program itself runs %.0f ns longer. The rest is
-              what a larger program does to the sender's half of the same CPU's work (its code and the six map values
-              it touches compete for caches and TLB with the sender's path, on a VM where a TLB miss walks two page
-              tables); this VM exposes no hardware counters (`perf stat` and `bpftool prog profile` fail), so that
-              could not be measured, only bounded.
+              pipeline loses %.0f ns with icmpwall attached, while the program itself runs %.0f ns longer. A hand
+              bisection (docs/performance.md) puts that cost at the class-0 lookup, and only when the array's index
+              depends on the live slot: it shows up outside the program, after it returns, and this VM exposes no
+              hardware counters (`perf stat`, `bpftool prog profile`) to say which cache or TLB effect it is.
             """, maskRatio, icmpwallNs, ceilingNs, mask.profiles[.icmpwall]?.jitedBytes ?? 0, mask.profiles[.ceiling]?.jitedBytes ?? 0,
             mask.extraNanoseconds(.icmpwall), icmpwallNs - ceilingNs))
     }
