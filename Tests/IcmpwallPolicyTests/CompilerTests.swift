@@ -259,6 +259,125 @@ struct CompilerTests {
         let c = try compile(policy(rules: """
           - name: frag
             family: ipv4
+            type: destination-unreachable
+            code: fragmentation-needed
+            action: pass
+          - name: unreach
+            family: ipv4
+            type: destination-unreachable
+            action: limit
+            limit: { rate: 10/s }
+
+        """))
+        #expect(c.decisions == [entry(0, .ipv4, .anyCode, 3, 0, 1), entry(0, .ipv4, .code, 3, 4, 0)])
+    }
+
+    @Test("the shipped default compiles to a small table")
+    func edgeDefaultTable() throws {
+        let c = try PolicyCompiler.compile(PolicyLoader.loadEmbeddedDefault())
+        #expect(c.sourceClasses.isEmpty)
+        #expect(c.decisions.count < 64)
+        #expect(c.lookup(family: .ipv4, type: 3, code: 4, source: [1, 1, 1, 1]).map { c.policy.rules[$0].name } == "pmtud-v4")
+        #expect(c.lookup(family: .ipv4, type: 3, code: 3, source: [1, 1, 1, 1]).map { c.policy.rules[$0].name } == "ipv4-unreachable")
+        #expect(c.lookup(family: .ipv6, type: 137, code: 0, source: Array(repeating: 1, count: 16)).map { c.policy.rules[$0].name } == "redirects")
+        #expect(c.lookup(family: .ipv4, type: 36, code: 0, source: [1, 1, 1, 1]).map { c.policy.rules[$0].name } == "deprecated")
+        #expect(c.lookup(family: .ipv4, type: 0, code: 0, source: [1, 1, 1, 1]) == nil)
+    }
+
+    @Test("10,000 rules, each a distinct /32 with one type, parse and compile")
+    func tenThousandRules() throws {
+        let names = ["echo-request", "timestamp-request", "address-mask-request", "echo-reply", "time-exceeded"]
+        var text = "version: 1\nrules:\n"
+        for i in 0..<10_000 {
+            let action = i % 3 == 0 ? "drop" : "pass"
+            text += "  - name: host-\(i)\n    from: 10.\(i / 256 % 256).\(i % 256).\(i % 7 + 1)\n    type: \(names[i % names.count])\n    action: \(action)\n"
+        }
+        text += "  - name: echo\n    type: echo-request\n    action: limit\n    limit: { rate: 1/s }\n"
+        let (policy, _) = try PolicyLoader.parse(text, fileName: "big.yaml")
+        #expect(policy.rules.count == 10_001)
+        let compiled = try PolicyCompiler.compile(policy)
+        #expect(compiled.sourceClasses.count == 10_000)
+        #expect(compiled.decisions.count <= 2 * 10_000 + 2)
+        var gen = RandomPolicies(seed: 99)
+        for _ in 0..<300 {
+            let i = Int.random(in: 0..<10_000, using: &gen.rng)
+            let source: [UInt8] = gen.chance(0.8) ? [10, UInt8(i / 256 % 256), UInt8(i % 256), UInt8(i % 7 + 1)] : gen.address(.ipv4)
+            let type = gen.pick([0, 3, 8, 11, 13, 17] as [UInt8])
+            #expect(compiled.lookup(family: .ipv4, type: type, code: 0, source: source) == policy.firstMatch(family: .ipv4, type: type, code: 0, source: source))
+        }
+    }
+
+    @Test("10,000 rules built directly, mixed families, compile")
+    func tenThousandDirectRules() throws {
+        var rules = [Rule]()
+        for i in 0..<10_000 {
+            let v6 = i % 2 == 1
+            let prefix = v6 ? IPPrefix(bytes: [0x20, 0x01, 0x0d, 0xb8, UInt8(i >> 8), UInt8(i & 0xff)] + Array(repeating: 0, count: 10), length: 48)
+                            : IPPrefix(bytes: [100, 64, UInt8(i >> 8), UInt8(i & 0xff)], length: 32)
+            let family: ICMPFamily = v6 ? .ipv6 : .ipv4
+            rules.append(Rule(name: "r\(i)", location: SourceLocation(file: "gen", line: i + 1, column: 1),
+                              messages: [family: .types([UInt8(i % 200): .all])], sources: [prefix], action: .drop))
+        }
+        let policy = Policy(name: "big", rules: rules)
+        let compiled = try PolicyCompiler.compile(policy)
+        #expect(compiled.decisions.count == 10_000)
+        #expect(compiled.sourceClasses.count == 10_000)
+    }
+
+    @Test func capacityErrors() throws {
+        var small = CompileCapacity()
+        small.maxRules = 2
+        let three = policy(rules: "  - name: a\n    type: echo-request\n    action: drop\n  - name: b\n    type: echo-reply\n    action: drop\n  - name: c\n    type: timestamp-request\n    action: drop\n")
+        do {
+            _ = try compile(three, capacity: small)
+            Issue.record("compiled 3 rules with a limit of 2")
+        } catch {
+            #expect("\(error)" == "t.yaml:9:5: error: the policy has 3 rules; at most 2 fit the datapath")
+        }
+        var tiny = CompileCapacity()
+        tiny.maxDecisions = 3
+        do {
+            _ = try compile(three, capacity: tiny)
+            Issue.record("compiled 5 entries with a limit of 3")
+        } catch {
+            #expect("\(error)" == "t.yaml:1:1: error: the policy compiles to 5 decision-table entries; at most 3 fit the datapath (fewer distinct 'from' prefixes, or 'from' rules that differ from the rest in fewer types, make it smaller)")
+        }
+        var fewPrefixes = CompileCapacity()
+        fewPrefixes.maxPrefixesPerFamily = 1
+        do {
+            _ = try compile(policy(rules: "  - name: a\n    from: [10.0.0.0/8, 10.0.0.0/9, 2001:db8::/32]\n    action: pass\n"), capacity: fewPrefixes)
+            Issue.record("compiled 2 IPv4 prefixes with a limit of 1")
+        } catch {
+            #expect("\(error)" == "t.yaml:1:1: error: the policy has 2 distinct ipv4 'from' prefixes; at most 1 fit the datapath")
+        }
+        let defaults = CompileCapacity()
+        #expect(defaults.maxRules == 10240 && defaults.maxDecisions == 131072 && defaults.maxPrefixesPerFamily == 32768)
+    }
+
+    @Test func abiValues() {
+        #expect(ICMPFamily.ipv4.rawValue == 0 && ICMPFamily.ipv6.rawValue == 1)
+        #expect(RuleAction.pass.rawValue == 0 && RuleAction.drop.rawValue == 1 && RuleAction.limit.rawValue == 2)
+        #expect(PolicyMode.enforce.rawValue == 0 && PolicyMode.monitor.rawValue == 1)
+        #expect(DecisionMatch.code.rawValue == 0 && DecisionMatch.anyCode.rawValue == 1 && DecisionMatch.anyType.rawValue == 2)
+    }
+
+    @Test("replacing the tables of a compiled policy re-indexes its lookup")
+    func mutationReindexes() throws {
+        var c = try compile(policy(rules: "  - name: e\n    type: echo-request\n    action: drop\n"))
+        #expect(c.lookup(family: .ipv4, type: 8, code: 0, source: [1, 2, 3, 4]) == 0)
+        // Class 0 is read from the per-type array; its cells send the lookup to the decision table only when
+        // they say so.
+        c.decisions = []
+        #expect(c.lookup(family: .ipv4, type: 8, code: 0, source: [1, 2, 3, 4]) == 0)
+        c.typeDecisions[8] = TypeDecision(cells: Array(repeating: .probe, count: TypeDecision.codes + 1))
+        #expect(c.lookup(family: .ipv4, type: 8, code: 0, source: [1, 2, 3, 4]) == nil)
+    }
+
+    @Test("class 0 by type: a cell per code below 16, one shared cell above, or a probe where higher codes differ")
+    func typeDecisionCells() throws {
+        let c = try compile(policy(rules: """
+          - name: frag
+            family: ipv4
             type: 3
             code: 4
             action: pass
