@@ -43,6 +43,7 @@ struct DatapathTests {
         #expect(MemoryLayout<icw_verdict_record>.size == 24)
         #expect(MemoryLayout<icw_rule_identity>.size == 16)
         #expect(MemoryLayout<icw_type_decision>.size == 68)
+        #expect(TypeDecision.codes == Int(ICW_TYPE_DECISION_CODES), "the policy core's per-type cells are the ABI's")
         #expect(MemoryLayout<icw_config>.offset(of: \icw_config.sources) == 7)
         // Counter memory stays bounded: rows x 32 bytes + rule ids x 16 bytes per CPU, x 64 CPUs < 16 MiB.
         let perCPU = Int(ICW_COUNTER_ROW_COUNT) * 32 + Int(ICW_MAX_RULE_IDS) * 16 + 5 * 16
