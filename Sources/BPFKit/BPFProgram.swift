@@ -264,7 +264,9 @@ public struct BPFProgram: Sendable {
             }
             return (r, opts.pointee.duration)
         }
-        try check(r, "bpf_prog_test_run_opts", "program \(name), live frames x\(count), batch \(batchSize)")
+        // EPERM here, for root too, is usually the kernel refusing the flag (live frames transmit), not privileges.
+        try check(r, "bpf_prog_test_run_opts", "program \(name), live frames x\(count), batch \(batchSize)"
+                  + (-r == EPERM ? "; a hardened kernel may refuse live frames to everyone while plain test runs work" : ""))
         return LiveFramesResult(frames: count, durationNanoseconds: duration)
     }
 

@@ -260,7 +260,7 @@ public enum KernelFeatures {
                                neededFor: ["replay", "tests"], how: runHow))
         f.append(KernelFeature(id: "test-run-live-frames", name: "BPF_F_TEST_XDP_LIVE_FRAMES", status: liveStatus, since: "5.18",
                                neededFor: ["tests"], how: liveHow,
-                               fallback: "only the flood tests and benchmarks use it; nothing in attach or replay"))
+                               fallback: "only tests and benchmarks use it (the benchmarks fall back to a packet socket); nothing in attach or replay"))
 
         let (lockStatus, lockHow) = libbpfProbe(libbpf_probe_bpf_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_spin_lock, nil), "bpf_spin_lock from XDP")
         f.append(KernelFeature(id: "spin-lock", name: "bpf_spin_lock", status: lockStatus, since: "5.1",
@@ -423,8 +423,14 @@ public enum KernelFeatures {
             if -r == EINVAL || -r == EOPNOTSUPP || -r == 524 { return (.no, "probe: \(what): \(String(cString: strerror(-r)))") }
             return (.unknown, "probe: \(what) failed: \(String(cString: strerror(-r)))")
         }
-        let plain = describe(run(live: false), "test-run of an XDP program")
-        let live = describe(run(live: true), "test-run with BPF_F_TEST_XDP_LIVE_FRAMES")
+        let plainResult = run(live: false), liveResult = run(live: true)
+        let plain = describe(plainResult, "test-run of an XDP program")
+        var live = describe(liveResult, "test-run with BPF_F_TEST_XDP_LIVE_FRAMES")
+        // The same process may run the same program plainly: EPERM for live frames alone is the kernel's policy
+        // (a hardened kernel may refuse them even to root, since live frames transmit), not missing privileges.
+        if plainResult == 0 && -liveResult == EPERM {
+            live = (.no, "probe: test-run with BPF_F_TEST_XDP_LIVE_FRAMES: refused by this kernel (EPERM) while plain test-runs work")
+        }
         return (plain.0, plain.1, live.0, live.1)
     }
 }

@@ -212,6 +212,22 @@ public final class PacketSocket: @unchecked Sendable {
         guard r == 0 else { throw DataplaneError.system("sending a frame: \(String(cString: strerror(-r)))") }
     }
 
+    /// Sends `count` copies of an Ethernet + IPv4 `frame` in batches of `batch` (sendmmsg, the qdisc bypassed): a
+    /// flood for benchmarks where live frames are refused. With `spoofing` (base, count), frame k from `sequence`
+    /// on gets the IPv4 source base + (k mod count) and a fixed header checksum. Returns the frames sent: fewer
+    /// than `count` when the socket buffer fills, which paces the sender to what the receiver takes.
+    public func flood(_ frame: [UInt8], count: Int, batch: Int = 64, spoofing: (base: UInt32, count: UInt32)? = nil,
+                      sequence: inout UInt64) throws -> Int {
+        var next = sequence
+        let r = frame.withUnsafeBytes {
+            icw_packet_flood(fd, interfaceIndex, $0.baseAddress, UInt($0.count), UInt(count), UInt32(batch),
+                             spoofing?.base ?? 0, spoofing?.count ?? 0, &next)
+        }
+        guard r >= 0 else { throw DataplaneError.system("flooding \(count) frames: \(String(cString: strerror(Int32(-r))))") }
+        sequence = next
+        return r
+    }
+
     /// The next frame that arrives within `timeout` seconds, or nil.
     public func receive(timeout: TimeInterval) throws -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -1,5 +1,6 @@
 // Floods over a veth pair, side by side with nftables: frames injected in the sender namespace with
-// BPF_PROG_RUN live frames (icw_bench_tx returns XDP_TX, so each frame leaves the sender's veth) and judged
+// BPF_PROG_RUN live frames (icw_bench_tx returns XDP_TX, so each frame leaves the sender's veth), or through a
+// packet socket where the kernel refuses live frames (Injector), and judged
 // on the receiver's veth by one of several receivers, attached in turn, in interleaved rounds. Every count
 // comes from the receivers' own counters (BPF maps, nft rule counters) over a measured window.
 import BPFKit
@@ -43,6 +44,8 @@ struct FloodComparison {
     var problems: [String] = []
     /// The receiver's XDP program in a separate window with the kernel's run-time statistics on.
     var profiles: [Receiver: ProgramProfile] = [:]
+    /// How the frames were sent.
+    var injector: Injector = .liveFrames
 }
 
 /// The kernel's view of the receiver's XDP program during a flood: mean run time (BPF_ENABLE_STATS) and size.
@@ -52,6 +55,23 @@ struct ProgramProfile {
     var translatedBytes: UInt32
     var jitedBytes: UInt32
     var verifiedInstructions: UInt32
+}
+
+/// How frames enter the sender's veth.
+enum Injector: Equatable {
+    /// BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES running icw_bench_tx (XDP_TX): no socket buffers, the
+    /// cheapest sender there is, so the receivers' differences weigh the most.
+    case liveFrames
+    /// An AF_PACKET socket with the qdisc bypassed, sendmmsg in batches of 64: each frame is a socket buffer that
+    /// veth turns into an XDP frame for the receiver. Used where the kernel refuses live frames (`reason`).
+    case packetSocket(reason: String)
+
+    var summary: String {
+        switch self {
+        case .liveFrames: "live frames (BPF_PROG_RUN, BPF_F_TEST_XDP_LIVE_FRAMES)"
+        case .packetSocket: "packet socket (AF_PACKET, sendmmsg, qdisc bypassed)"
+        }
+    }
 }
 
 /// The namespaces, the bench programs and the receivers' set-up and counters.
@@ -70,6 +90,11 @@ final class VethBench: @unchecked Sendable {
     private var nftLoaded = false
     /// Run the receiver's NAPI in a thread on its own CPU (see separateReceiverCPU).
     let separateCPU: Bool
+    /// Live frames where the kernel allows them, else a packet socket.
+    private(set) var injector: Injector = .liveFrames
+    /// Spoofed IPv4 sources of the current flood (0: the frame's own source), and the packet socket's frame count.
+    private var spoofedSources: UInt32 = 0
+    private var packetSequence: UInt64 = 0
 
     init(object: BPFObject, separateCPU: Bool) throws {
         self.object = object
@@ -88,6 +113,23 @@ final class VethBench: @unchecked Sendable {
         let pass = try object.program(named: "icw_baseline_parse")
         let sender = senderIndex
         senderLink = try NetworkNamespace.run(in: t.clientNamespace) { try XDP.attachLink(program: pass, interfaceIndex: sender, mode: .native) }
+        injector = try chooseInjector()
+    }
+
+    /// One live frame: if the kernel refuses the flag (a hardened kernel may answer EPERM even to root, since live
+    /// frames can transmit on any interface), the floods go through a packet socket instead, and the report says so.
+    private func chooseInjector() throws -> Injector {
+        let t = topology, index = senderIndex, program = tx
+        let probe = frame(.echoRequest(identifier: 1, sequence: 1), from: IPv4Address(parsing: t.clientIPv4)!)
+        do {
+            _ = try NetworkNamespace.run(in: t.clientNamespace) {
+                try program.testRunLiveFrames(data: probe, repeat: 1, batchSize: 1, ingressInterfaceIndex: index)
+            }
+            return .liveFrames
+        } catch let error as BPFError {
+            guard [EPERM, EINVAL, EOPNOTSUPP].contains(error.errno) else { throw error }
+            return .packetSocket(reason: "this kernel refuses BPF_F_TEST_XDP_LIVE_FRAMES (\(error.errnoName))")
+        }
     }
 
     /// Detaches whatever is attached and removes the namespaces (idempotent; also run by Cleanup).
@@ -210,17 +252,31 @@ final class VethBench: @unchecked Sendable {
 
     /// Injects `frame` from the sender for `seconds` on one pinned CPU; returns (frames offered, seconds).
     func inject(_ frame: [UInt8], seconds: Double, chunk: UInt32) throws -> (UInt64, Double) {
-        let t = topology, index = senderIndex, program = tx
-        return try NetworkNamespace.run(in: t.clientNamespace) { () throws -> (UInt64, Double) in
+        let t = topology, index = senderIndex, program = tx, injector = injector, sources = spoofedSources
+        let first = packetSequence
+        let (offered, elapsed, next) = try NetworkNamespace.run(in: t.clientNamespace) { () throws -> (UInt64, Double, UInt64) in
             _ = icw_pin_thread_to_cpu(0)
+            var sequence = first
             var offered: UInt64 = 0
             let start = monotonicSeconds()
-            while monotonicSeconds() - start < seconds {
-                let r = try program.testRunLiveFrames(data: frame, repeat: chunk, batchSize: 64, ingressInterfaceIndex: index)
-                offered += UInt64(r.frames)
+            switch injector {
+            case .liveFrames:
+                while monotonicSeconds() - start < seconds {
+                    let r = try program.testRunLiveFrames(data: frame, repeat: chunk, batchSize: 64, ingressInterfaceIndex: index)
+                    offered += UInt64(r.frames)
+                }
+            case .packetSocket:
+                let socket = try PacketSocket(interface: t.clientInterface, receive: false)
+                // The live-frames sender's spoofing: 198.18.0.0 + (frame number mod sources).
+                let spoofing: (base: UInt32, count: UInt32)? = sources > 0 ? (0xC612_0000, sources) : nil
+                while monotonicSeconds() - start < seconds {
+                    offered += UInt64(try socket.flood(frame, count: 4_096, batch: 64, spoofing: spoofing, sequence: &sequence))
+                }
             }
-            return (offered, monotonicSeconds() - start)
+            return (offered, monotonicSeconds() - start, sequence)
         }
+        packetSequence = next
+        return (offered, elapsed)
     }
 
     /// One window: warm up, read counters, inject, let the receiver finish, read counters again.
@@ -256,7 +312,9 @@ final class VethBench: @unchecked Sendable {
     func compare(title: String, frame: [UInt8], sources: UInt32, nftRules: String, rounds: Int, seconds: Double,
                  chunk: UInt32, check: (Receiver, Window) -> String?) throws -> FloodComparison {
         try config.update(UInt32(0), sources)
+        spoofedSources = sources
         var result = FloodComparison(title: title)
+        result.injector = injector
         let receivers = Receiver.allCases
         for round in 0..<rounds {
             for k in 0..<receivers.count {

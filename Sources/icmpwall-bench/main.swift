@@ -6,7 +6,7 @@
 //     judged by a minimal XDP drop program, icmpwall and nftables (VethFloods.swift);
 //  4. the control plane: apply, stats, the agent's cold start and memory (ControlPlane.swift).
 //
-// Usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--smoke] [--control-plane-only]
+// Usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--smoke] [--control-plane-only] [--floods-only]
 import BPFKit
 import Foundation
 import IcmpwallDataplane
@@ -33,6 +33,8 @@ struct Options {
     var applySizes = [10, 1_000, 10_000]
     /// Only part 4 (apply, stats, RSS, start), printed and not written: to measure a control-plane change quickly.
     var controlPlaneOnly = false
+    /// Only parts 2 and 3 (the veth floods), printed and not written: to measure a datapath change quickly.
+    var floodsOnly = false
 
     init(_ args: [String]) {
         var it = args.makeIterator()
@@ -43,6 +45,7 @@ struct Options {
             case "--repeat": repeatCount = UInt32(it.next() ?? "") ?? repeatCount
             case "--smoke": smoke = true
             case "--control-plane-only": controlPlaneOnly = true
+            case "--floods-only": floodsOnly = true
             case "--separate-cpu": separateCPU = true
             case "--chart": chart = it.next()
             case "--json": json = it.next()
@@ -51,7 +54,7 @@ struct Options {
             case "--window": window = Double(it.next() ?? "") ?? window
             case "--limit-seconds": limitSeconds = Double(it.next() ?? "") ?? limitSeconds
             default:
-                FileHandle.standardError.write(Data("usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--flood-rounds N] [--window SECONDS] [--limit-seconds SECONDS] [--separate-cpu] [--smoke] [--control-plane-only]\n".utf8))
+                FileHandle.standardError.write(Data("usage: icmpwall-bench [--output FILE] [--chart PNG] [--json FILE] [--icmpwall BIN] [--rounds N] [--repeat N] [--flood-rounds N] [--window SECONDS] [--limit-seconds SECONDS] [--separate-cpu] [--smoke] [--control-plane-only] [--floods-only]\n".utf8))
                 exit(2)
             }
         }
@@ -146,6 +149,23 @@ if options.controlPlaneOnly {
         let control = try measureControlPlane(bench, icmpwall: options.icmpwall, sizes: options.applySizes, rounds: options.smoke ? 1 : 5)
         print("control plane (\(options.icmpwall)):\n" + controlPlaneConsole(control))
         print("\ntargets:\n  " + controlPlaneTargets(control).joined(separator: "\n  "))
+        Cleanup.run()
+    } catch {
+        fail("\(error)")
+    }
+    exit(0)
+}
+
+if options.floodsOnly {
+    do {
+        let bench = try VethBench(object: baselineObject, separateCPU: options.separateCPU)
+        Cleanup.add { bench.destroy() }
+        let chunk: UInt32 = options.smoke ? 2_000 : 50_000
+        let mask = try maskFlood(bench, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
+        print(floodComparisonConsole(mask) + profileLine(mask))
+        let echo = try spoofedEchoFlood(bench, sources: options.spoofedSources, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
+        print(floodComparisonConsole(echo) + profileLine(echo))
+        print("\ntargets:\n  " + (floodTargets(mask, ceiling: 0.9, nftables: 3) + floodTargets(echo, ceiling: nil, nftables: 5)).joined(separator: "\n  "))
         Cleanup.run()
     } catch {
         fail("\(error)")
@@ -320,6 +340,29 @@ if let json = options.json {
     }
 }
 
+/// How frames entered the sender's veth, as the report's method paragraph tells it.
+let injectionMethod: String = {
+    switch mask.injector {
+    case .liveFrames:
+        return """
+            In the sender's namespace `icw_bench_tx` (`bpf/baseline.bpf.c`) runs under BPF_PROG_RUN with
+            BPF_F_TEST_XDP_LIVE_FRAMES on the sender's veth, \(options.smoke ? 2_000 : 50_000) frames per call, batches of 64, from one thread
+            pinned to CPU 0: it returns XDP_TX, so every frame leaves the sender's veth and arrives at the receiver's
+            veth's XDP hook (veth runs XDP only on an end with a program attached, so both ends carry one).
+            """
+    case .packetSocket(let reason):
+        return """
+            **Sender: a packet socket, because \(reason).** (Live frames, where a kernel allows them, are
+            the default: `icw_bench_tx` under BPF_PROG_RUN returns XDP_TX for each frame.) In the sender's namespace one
+            thread pinned to CPU 0 sends the frames through an AF_PACKET socket on the sender's veth (qdisc bypassed,
+            sendmmsg in batches of 64, `icw_packet_flood` in the C shim); veth hands each socket buffer to the receiver's
+            XDP hook (veth runs XDP only on an end with a program attached, so both ends carry one). A socket buffer
+            per frame makes this sender several times costlier than live frames: the Mpps ratios move towards 1
+            and say less than the ns per frame over the minimal program, which compare the receivers themselves.
+            """
+    }
+}()
+
 let chartLink = options.chart.map { chart in
     options.output.map { URL(fileURLWithPath: chart).path.replacingOccurrences(of: URL(fileURLWithPath: $0).deletingLastPathComponent().path + "/", with: "") } ?? chart
 } ?? "docs/bench.png"
@@ -375,12 +418,8 @@ if let output = options.output {
 
         ![chart](\(chartLink))
 
-        Method: two network namespaces joined by a veth pair (`LabTopology`, names with a unique prefix). In the
-        sender's namespace `icw_bench_tx` (`bpf/baseline.bpf.c`) runs under BPF_PROG_RUN with
-        BPF_F_TEST_XDP_LIVE_FRAMES on the sender's veth, \(options.smoke ? 2_000 : 50_000) frames per call, batches of 64, from one thread
-        pinned to CPU 0: it returns XDP_TX, so every frame leaves the sender's veth and arrives at the receiver's
-        veth's XDP hook (veth runs XDP only on an end with a program attached, so both ends carry one). The receivers,
-        attached in turn to the receiver's veth, fresh for every window:
+        Method: two network namespaces joined by a veth pair (`LabTopology`, names with a unique prefix). \(injectionMethod)
+        The receivers, attached in turn to the receiver's veth, fresh for every window:
         - **minimal XDP drop** (`icw_bench_drop`): parses Ethernet/VLAN/IP, counts ICMP in a per-CPU array, XDP_DROP:
           the least an XDP program can do (the ceiling on this machine);
         - **icmpwall edge-default**: the real datapath with the embedded edge-default policy, attached as
@@ -396,7 +435,7 @@ if let output = options.output {
         dropped at least 99% of what it saw in the address-mask flood; in the echo flood it judged at least 99%,
         dropped some and admitted no more than the backstop allows.
 
-        How to read it: live frames are sent and received on the same CPU (the XDP_TX flush schedules the
+        How to read it: frames are sent and received on the same CPU (the sender's veth schedules the
         receiver's NAPI on the sending CPU, and it runs when the sender's batch ends), so a window's rate is
         1 / (sender's cost + receiver's cost) per frame. The sender's cost is the same for every receiver: the ratio
         to the minimal drop program is the share of the pipeline's rate a receiver keeps, and "ns per frame over

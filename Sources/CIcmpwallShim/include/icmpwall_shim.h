@@ -23,6 +23,14 @@ int icw_packet_send(int fd, int ifindex, const void *frame, unsigned long len);
 /* Receives one frame, waiting at most timeout_ms; 0 on timeout. Only frames arriving on the interface. */
 long icw_packet_recv(int fd, void *buf, unsigned long cap, int timeout_ms);
 
+/* A frame flood through an AF_PACKET socket (qdisc bypassed, sendmmsg in batches of up to 256), for benchmarks
+ * on kernels that refuse BPF_F_TEST_XDP_LIVE_FRAMES: sends `count` copies of `frame` (Ethernet + IPv4, no VLAN,
+ * at most 2048 bytes) on `fd` (icw_packet_open) out of `ifindex`. With spoof_count > 0, frame k (counting on
+ * from *sequence) gets the IPv4 source spoof_base + (k mod spoof_count) and a fixed header checksum, like the
+ * live-frames sender. Returns the frames sent (a full socket buffer ends a batch early) or -errno. */
+long icw_packet_flood(int fd, int ifindex, const void *frame, unsigned long len, unsigned long count, unsigned batch,
+		      unsigned int spoof_base, unsigned int spoof_count, unsigned long long *sequence);
+
 /* Swaps two paths atomically (renameat2 RENAME_EXCHANGE): an upgrade replaces a whole pin folder with no moment
  * where neither exists. 0 or -errno (EINVAL where the file system cannot exchange). */
 int icw_rename_exchange(const char *a, const char *b);
