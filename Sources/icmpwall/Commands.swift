@@ -6,6 +6,7 @@ import IcmpwallPolicy
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Validate a policy file.",
         discussion: "Prints FILE:LINE:COLUMN: messages for every problem; exit 1 when the policy is invalid.")
 
@@ -31,6 +32,7 @@ struct Check: ParsableCommand {
 
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "attach",
         abstract: "Load the datapath, attach it to an interface and pin its state.",
         discussion: """
         Enforcement continues after the command exits; state is pinned under /sys/fs/bpf/icmpwall/IF/. \
@@ -72,6 +74,7 @@ extension AttachModeRequest: ExpressibleByArgument {}
 
 struct Apply: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "apply",
         abstract: "Replace the running policy on an interface, atomically.",
         discussion: "A rejected policy leaves the running one untouched; counters survive by rule name.")
 
@@ -94,7 +97,7 @@ struct Apply: ParsableCommand {
 }
 
 struct Detach: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Detach from an interface and remove its pins.")
+    static let configuration = CommandConfiguration(commandName: "detach", abstract: "Detach from an interface and remove its pins.")
 
     @Option(name: .long, help: "The interface.") var interface: String
 
@@ -108,7 +111,7 @@ struct Detach: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show what is attached where.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show what is attached where.")
 
     @Option(name: .long, help: "Only this interface.") var interface: String?
     @Flag(name: .long, help: "JSON output.") var json = false

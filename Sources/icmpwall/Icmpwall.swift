@@ -85,7 +85,8 @@ func loadPolicy(_ path: String?, quiet: Bool = false, enforcing: Bool = false) t
         (policy, warnings) = try PolicyLoader.parse(PolicyLoader.embeddedDefault, fileName: "edge-default.yaml")
     }
     if !quiet {
-        for warning in warnings { printError(warning.description) }
+        // One write for all of them: a policy with hundreds of shadowed rules should not cost a syscall each.
+        if !warnings.isEmpty { printError(warnings.map(\.description).joined(separator: "\n")) }
     }
     return try PolicyCompiler.compile(policy, capacity: DatapathCapacity.compile)
 }

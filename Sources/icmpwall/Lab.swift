@@ -13,6 +13,7 @@ nonisolated(unsafe) private var labDataplaneForCleanup: (Dataplane, String)?
 
 struct Lab: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "lab",
         abstract: "Build a lab of namespaces, protect its server with a policy, send a realistic ICMP mix, report.",
         discussion: """
         Creates two network namespaces joined by a veth pair (documentation addresses 192.0.2.0/24 and \

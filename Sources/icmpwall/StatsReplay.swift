@@ -7,6 +7,7 @@ import IcmpwallPolicy
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stats",
         abstract: "Show counters: per ICMP type and code, per rule, per guard.",
         discussion: """
         With --json: {"counters": [...], "rules": [...], "guards": [...]}; counter rows with all zeros are \
@@ -161,6 +162,7 @@ enum StatsTable {
 
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "replay",
         abstract: "Run a capture through the real datapath with a policy, and show each verdict.",
         discussion: """
         Every frame of a pcap or pcapng capture (Ethernet or Linux cooked) goes through the real BPF program \

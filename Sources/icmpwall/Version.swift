@@ -4,6 +4,7 @@ import IcmpwallDataplane
 
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "version",
         abstract: "Print the version; with --kernel, what the running kernel offers icmpwall.",
         discussion: """
         --kernel probes the running kernel for the BPF features icmpwall uses (XDP programs and links, tc \
