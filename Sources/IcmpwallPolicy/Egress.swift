@@ -104,7 +104,7 @@ extension PolicyParser {
     }
 
     /// A rate and burst (each required to be valid; burst defaults to the per-second rate).
-    private mutating func parseBucket(_ node: Node, allowed: [String], label: String) -> (spec: TokenBucketSpec, fields: [String: Field])? {
+    private mutating func parseBucket(_ node: Node, allowed: [String], label: String) -> (spec: TokenBucketSpec, fields: Fields)? {
         guard let f = fields(of: node, allowed: allowed, context: "in \(label)") else { return nil }
         guard let rateField = f["rate"] else {
             error(node, "\(label) has no 'rate' (such as rate: 1000/s)")

@@ -14,6 +14,19 @@ struct PolicyParser {
 
     typealias Field = (key: Node, value: Node)
 
+    /// A mapping's checked keys in file order. A policy mapping has at most eight keys, so a linear search by
+    /// name beats hashing the key strings (a 1,000-rule policy looks fields up tens of thousands of times).
+    struct Fields {
+        private(set) var entries: [(name: String, field: Field)] = []
+
+        subscript(name: String) -> Field? {
+            for entry in entries where entry.name == name { return entry.field }
+            return nil
+        }
+
+        mutating func append(_ name: String, _ field: Field) { entries.append((name, field)) }
+    }
+
     static let topKeys = ["version", "name", "mode", "default", "allow-unsafe", "rules", "guards", "egress"]
     static let ruleKeys = ["name", "family", "from", "type", "code", "class", "action", "limit"]
     static let limitKeys = ["rate", "burst", "per", "ipv4-prefix", "ipv6-prefix", "backstop"]
@@ -62,7 +75,7 @@ struct PolicyParser {
             error(root, "a policy must be a mapping of keys (version, mode, default, rules, guards), not \(kind(root))")
             return nil
         }
-        let top = fields(of: root, allowed: PolicyParser.topKeys, context: "at the top level") ?? [:]
+        let top = fields(of: root, allowed: PolicyParser.topKeys, context: "at the top level") ?? Fields()
 
         var version = 1
         if let v = top["version"] {
@@ -121,16 +134,9 @@ struct PolicyParser {
         var rules = [Rule]()
         if let v = top["rules"], !isNull(v.value) {
             if case .sequence(let seq) = v.value {
-                var firstUse = [String: SourceLocation]()
+                var firstUse = [String: SourceLocation](minimumCapacity: seq.count)
                 for (index, ruleNode) in seq.enumerated() {
-                    if let (nameValue, ruleName) = ruleNameNode(ruleNode), PolicyParser.isValidName(ruleName) {
-                        if let first = firstUse[ruleName] {
-                            error(nameValue, "duplicate rule name '\(ruleName)' (first used at \(first.line):\(first.column))")
-                        } else {
-                            firstUse[ruleName] = location(nameValue)
-                        }
-                    }
-                    if let rule = parseRule(ruleNode, index: index) { rules.append(rule) }
+                    if let rule = parseRule(ruleNode, index: index, firstUse: &firstUse) { rules.append(rule) }
                 }
             } else {
                 error(v.value, "'rules' must be a list of rules (each starting with '- name: ...'), not \(kind(v.value))")
@@ -209,28 +215,29 @@ struct PolicyParser {
 
     /// The keys of a mapping, checked against `allowed` (unknown and duplicate keys are errors), or nil if the
     /// node is not a mapping.
-    mutating func fields(of node: Node, allowed: [String], context: String) -> [String: Field]? {
+    /// `context` ("in rule 'x'") is only built when there is something to report.
+    mutating func fields(of node: Node, allowed: [String], context: @autoclosure () -> String) -> Fields? {
         guard case .mapping(let mapping) = node else {
-            error(node, "expected a mapping of keys (\(allowed.joined(separator: ", "))) \(context), not \(kind(node))")
+            error(node, "expected a mapping of keys (\(allowed.joined(separator: ", "))) \(context()), not \(kind(node))")
             return nil
         }
-        var out = [String: Field]()
+        var out = Fields()
         for (key, value) in mapping {
             guard case .scalar(let k) = key else {
-                error(key, "a key must be a single word \(context), not \(kind(key))")
+                error(key, "a key must be a single word \(context()), not \(kind(key))")
                 continue
             }
             let name = k.string
             guard allowed.contains(name) else {
-                error(key, "unknown key '\(name)' \(context)" + Suggestions.didYouMean(name, among: allowed))
+                error(key, "unknown key '\(name)' \(context())" + Suggestions.didYouMean(name, among: allowed))
                 continue
             }
             if let first = out[name] {
                 let l = location(first.key)
-                error(key, "duplicate key '\(name)' \(context) (first at \(l.line):\(l.column))")
+                error(key, "duplicate key '\(name)' \(context()) (first at \(l.line):\(l.column))")
                 continue
             }
-            out[name] = (key, value)
+            out.append(name, (key, value))
         }
         return out
     }
@@ -277,8 +284,18 @@ struct PolicyParser {
 
     /// `N` or `N-M` (digits only): a type or code number, or an inclusive range of them.
     static func isNumberOrRange(_ s: String) -> Bool {
-        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
-        return (parts.count == 1 || parts.count == 2) && parts.allSatisfy { isNumeric(String($0)) }
+        var digits = 0, dashes = 0
+        for byte in s.utf8 {
+            if byte >= 0x30 && byte <= 0x39 {
+                digits += 1
+            } else if byte == 0x2d, digits > 0, dashes == 0 {
+                dashes = 1
+                digits = 0
+            } else {
+                return false
+            }
+        }
+        return digits > 0
     }
 
     /// The numbers `N` or `N-M` stands for (0-255, N <= M), or nil after reporting why not.
@@ -295,7 +312,13 @@ struct PolicyParser {
         return UInt8(low)...UInt8(high)
     }
 
-    private func ruleNameNode(_ rule: Node) -> (Node, String)? {
+    /// How messages name a rule: by its name when it has one, else by its position ("rule 3"). Only messages
+    /// use it, so it is built on demand rather than for every rule.
+    private static func ruleLabel(_ rule: Node, index: Int) -> String {
+        ruleNameNode(rule).map { "rule '\($0.1)'" } ?? "rule \(index + 1)"
+    }
+
+    private static func ruleNameNode(_ rule: Node) -> (Node, String)? {
         guard case .mapping(let m) = rule else { return nil }
         for (k, v) in m where k.scalar?.string == "name" {
             if case .scalar(let s) = v { return (v, s.string) }
@@ -305,11 +328,19 @@ struct PolicyParser {
 
     // MARK: - Rules
 
-    private mutating func parseRule(_ node: Node, index: Int) -> Rule? {
+    /// One rule; `firstUse` records where each valid rule name was first used, for the duplicate-name check.
+    private mutating func parseRule(_ node: Node, index: Int, firstUse: inout [String: SourceLocation]) -> Rule? {
         let errorsBefore = diagnostics.count
-        let rawName = ruleNameNode(node)?.1
-        let label = rawName.map { "rule '\($0)'" } ?? "rule \(index + 1)"
-        guard let f = fields(of: node, allowed: PolicyParser.ruleKeys, context: "in \(label)") else { return nil }
+        guard let f = fields(of: node, allowed: PolicyParser.ruleKeys, context: "in \(PolicyParser.ruleLabel(node, index: index))") else { return nil }
+        // Duplicate names: the first `name` key's value, as long as it is a valid name (an invalid one is
+        // reported as such below).
+        if let v = f["name"], case .scalar(let s) = v.value, PolicyParser.isValidName(s.string) {
+            if let first = firstUse[s.string] {
+                error(v.value, "duplicate rule name '\(s.string)' (first used at \(first.line):\(first.column))")
+            } else {
+                firstUse[s.string] = location(v.value)
+            }
+        }
 
         var name = ""
         if let v = f["name"] {
@@ -323,7 +354,7 @@ struct PolicyParser {
                 }
             }
         } else {
-            error(node, "\(label) has no 'name'")
+            error(node, "\(PolicyParser.ruleLabel(node, index: index)) has no 'name'")
         }
 
         // family
@@ -407,12 +438,12 @@ struct PolicyParser {
                 }
             }
         } else {
-            error(node, "\(label) has no 'action' (pass, drop or limit)")
+            error(node, "\(PolicyParser.ruleLabel(node, index: index)) has no 'action' (pass, drop or limit)")
         }
         var limit: RateLimit?
         if let v = f["limit"] {
             if action == .limit {
-                limit = parseLimit(v.value, label: label)
+                limit = parseLimit(v.value, label: PolicyParser.ruleLabel(node, index: index))
             } else if action != nil {
                 error(v.key, "'limit' only applies to action: limit")
             }
@@ -446,7 +477,7 @@ struct PolicyParser {
             } else {
                 reason = "no message has both its family and its types"
             }
-            error(selectionNode ?? node, "\(label) can never match: \(reason)")
+            error(selectionNode ?? node, "\(PolicyParser.ruleLabel(node, index: index)) can never match: \(reason)")
             return nil
         }
         return Rule(name: name, location: location(node), messages: messages, sources: sources, action: action, limit: limit)
