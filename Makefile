@@ -48,11 +48,12 @@ clean:
 
 # Benchmarks (BENCHMARKS.md has the method): datapath cost against a parse-only baseline, limit accuracy, floods over
 # veth against a minimal XDP drop program and nftables, the control plane; ratios from one run, a few minutes.
-# Release builds (the control-plane figures are the release binary's); gnuplot draws docs/bench.png from the run.
+# The control-plane figures are those of `make release`'s binary, the one that is packaged and deployed (Swift runtime
+# linked statically); gnuplot draws docs/bench.png from the run.
 BENCH_PACKAGES := gnuplot-nox
 bench: deps | $(TMPDIR)
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_PACKAGES)"
-	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall
+	@$(MAKE) --no-print-directory release
 	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall-bench
 	$(BUILD_DIR)/release/icmpwall-bench --icmpwall $(CURDIR)/$(BUILD_DIR)/release/icmpwall --output BENCHMARKS.md --chart docs/bench.png
 

@@ -477,7 +477,7 @@ if let output = options.output {
 
         ## Control plane
 
-        Method: `\(relativeToRepository(options.icmpwall))` (`make bench` builds it with `-c release`) in the receiver's namespace:
+        Method: `\(relativeToRepository(options.icmpwall))` (`make bench` builds it as `make release` does: optimized, the Swift runtime linked statically, as packaged) in the receiver's namespace:
         attached with edge-default, then `icmpwall apply` of policies with \(options.applySizes.map(String.init).joined(separator: ", ")) rules (the 10-rule policy
         above, then per-source rules with distinct /32 and /128 prefixes), each in steady state (applied twice
         before the timed rounds, so the slot an apply clears held a policy of the same size), \(options.smoke ? 1 : 5) rounds
