@@ -5,6 +5,9 @@ BUILD_DIR ?= .build
 # SwiftPM leaves a temporary folder per invocation: keep them inside the build folder.
 export TMPDIR := $(CURDIR)/$(BUILD_DIR)/tmp
 SWIFT_FLAGS := --scratch-path $(BUILD_DIR)
+# Optimized, the Swift runtime linked statically, no $$ORIGIN run path, relocations resolved at start and then
+# read-only (-z now, with the default RELRO), as Debian builds its own binaries: what `make release` packages.
+RELEASE_FLAGS := -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now
 BIN := $(BUILD_DIR)/debug/icmpwall
 
 # Debian packages the build, the tests and the lab need (prometheus: promtool, for the agent's metrics tests).
@@ -48,13 +51,14 @@ clean:
 
 # Benchmarks (BENCHMARKS.md has the method): datapath cost against a parse-only baseline, limit accuracy, floods over
 # veth against a minimal XDP drop program and nftables, the control plane; ratios from one run, a few minutes.
+# The bench is built with the release flags too, so the two share every module instead of rebuilding each other's.
 # The control-plane figures are those of `make release`'s binary, the one that is packaged and deployed (Swift runtime
 # linked statically); gnuplot draws docs/bench.png from the run.
 BENCH_PACKAGES := gnuplot-nox
 bench: deps | $(TMPDIR)
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_PACKAGES)"
 	@$(MAKE) --no-print-directory release
-	$(SWIFT) build -c release $(SWIFT_FLAGS) --product icmpwall-bench
+	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS) --product icmpwall-bench
 	$(BUILD_DIR)/release/icmpwall-bench --icmpwall $(CURDIR)/$(BUILD_DIR)/release/icmpwall --output BENCHMARKS.md --chart docs/bench.png
 
 # Differential fuzzing (docs/reliability.md): FRAMES generated frames under generated policies through the real
@@ -81,10 +85,9 @@ DOC_DIR = $(DESTDIR)$(PREFIX)/share/doc/icmpwall
 
 .PHONY: release install uninstall deb test-package image
 
-# No $$ORIGIN run path (the binary loads only system libraries); relocations resolved at start and then read-only
-# (-z now, with the default RELRO), as Debian builds its own binaries.
+# RELEASE_FLAGS (top): no $$ORIGIN run path, since the binary loads only system libraries.
 release: deps | $(TMPDIR)
-	$(SWIFT) build -c release --static-swift-stdlib --disable-local-rpath -Xlinker -z -Xlinker now $(SWIFT_FLAGS) --product icmpwall
+	$(SWIFT) build $(RELEASE_FLAGS) $(SWIFT_FLAGS) --product icmpwall
 
 # Files under /etc/icmpwall are the operator's (conffiles in the .deb): an existing one is never overwritten.
 install: release

@@ -2,7 +2,7 @@
 // times across runs mean little on a shared machine). Writes BENCHMARKS.md and a chart.
 //  1. the datapath's cost per packet (BPF_PROG_TEST_RUN) next to a parse-only XDP program;
 //  2. limit accuracy under flood;
-//  3. floods over veth (live frames): an address-mask-reply flood and an echo flood from spoofed sources,
+//  3. floods over veth (live frames, or a packet socket where refused): an address-mask-reply flood and an echo flood from spoofed sources,
 //     judged by a minimal XDP drop program, icmpwall and nftables (VethFloods.swift);
 //  4. the control plane: apply, stats, the agent's cold start and memory (ControlPlane.swift).
 //

@@ -90,6 +90,13 @@ struct ParserTests {
         #expect(p.guards == Guards(malformed: true, fragments: true, bogusErrors: true, broadcastEcho: true, maxEchoPayload: nil))
     }
 
+    @Test("numbers and ranges are recognised on bytes: digits, or digits-digits, nothing else",
+          arguments: [("3", true), ("0-255", true), ("12-3", true), ("007", true), ("", false), ("-", false), ("-3", false),
+                      ("3-", false), ("1-2-3", false), ("1--2", false), ("3a", false), ("a-3", false), (" 3", false), ("٣", false)])
+    func numberOrRange(text: String, expected: Bool) {
+        #expect(PolicyParser.isNumberOrRange(text) == expected, "'\(text)'")
+    }
+
     @Test func sha256IsOfTheFileBytes() throws {
         // printf 'version: 1\n' | sha256sum
         let (p, _) = try load("version: 1\n")
