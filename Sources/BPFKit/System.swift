@@ -64,6 +64,24 @@ public enum BPFFS {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Whether this process runs in a mount namespace other than PID 1's, as under `ip netns exec` (which unshares
+    /// the mount namespace to mount a /sys of its own, without /sys/fs/bpf): a bpffs mounted there vanishes with the
+    /// process, and every pin in it. Where PID 1's namespace cannot be read (a sandbox's init), the parent's stands in:
+    /// `ip netns exec` unshares and then runs the command in its own process, so the parent is the caller. nil when
+    /// neither can be read.
+    public static func inPrivateMountNamespace() -> Bool? {
+        func target(_ path: String) -> String? {
+            var buffer = [CChar](repeating: 0, count: 256)
+            let n = readlink(path, &buffer, buffer.count - 1)
+            guard n > 0 else { return nil }
+            return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        guard let mine = target("/proc/self/ns/mnt") else { return nil }
+        if let initial = target("/proc/1/ns/mnt") { return mine != initial }
+        if let parent = target("/proc/\(getppid())/ns/mnt") { return mine != parent }
+        return nil
+    }
+
     /// Mounts bpffs at `path` (creating the directory) unless it is already a bpffs mount.
     /// Mounting needs CAP_SYS_ADMIN. Returns true if it mounted.
     @discardableResult

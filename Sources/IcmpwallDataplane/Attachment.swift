@@ -109,7 +109,13 @@ public struct Dataplane: Sendable {
             let name = (try? XDP.programInfo(id: id))?.name ?? "?"
             throw .invalidInput("interface \(interface) already carries another XDP program: \(name) (id \(id)\(existing.mode.map { ", \($0.rawValue) mode" } ?? "")); icmpwall does not replace it. Detach it first (e.g. `ip link set dev \(interface) xdp off`)")
         }
-        try bpf { () throws(BPFError) in try BPFFS.ensureMounted(at: (pinRoot as NSString).deletingLastPathComponent) }
+        // Mounting bpffs ourselves is right on a host that has none, but not in a mount namespace of our own: the pins,
+        // and with the link pin the XDP program, would vanish when this process exits, leaving only the tc filter.
+        let bpfRoot = (pinRoot as NSString).deletingLastPathComponent
+        if !BPFFS.isMounted(at: bpfRoot), BPFFS.inPrivateMountNamespace() == true {
+            throw .system("\(bpfRoot) is not a bpffs mount in this process's mount namespace, which is not the host's (as under `ip netns exec`, which mounts a /sys of its own): a bpffs mounted here would vanish when the command exits, and the pins and the XDP program with it. Enter only the network namespace (`nsenter --net=/run/netns/NAME icmpwall ...`), or mount bpffs at \(bpfRoot) where the pins should live")
+        }
+        try bpf { () throws(BPFError) in try BPFFS.ensureMounted(at: bpfRoot) }
 
         let object = try kernelChecked(.load) { () throws(BPFError) in try DatapathLoader.load(testMode: false) }
         let maps = try bpf { () throws(BPFError) in try DatapathMaps(object: object) }

@@ -215,6 +215,19 @@ final class EndToEndTests {
         #expect(r.status == 1 && r.stderr.contains("owned by uid 65534"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: pins))
 
+        // Under `ip netns exec` (a mount namespace of its own whose /sys lacks /sys/fs/bpf): refused, since a bpffs
+        // mounted there, and the pins and the XDP program in it, would vanish on exit; nothing is attached.
+        r = try Tool.run(["ip", "netns", "exec", topology.serverNamespace, Binary.path, "attach", "--interface", topology.serverInterface,
+                          "--policy", good], check: false)
+        #expect(r.status == 3 && r.stderr.contains("ip netns exec") && r.stderr.contains("nsenter --net="), "\(r.status) \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pins))
+        let xdp = try NetworkNamespace.run(in: topology.serverNamespace) { () throws -> UInt32? in
+            try XDP.query(interfaceIndex: Interfaces.index(named: topology.serverInterface)).programID
+        }
+        #expect(xdp == nil, "no XDP program after the refusal")
+        #expect(try topology.run(in: topology.serverNamespace, ["tc", "filter", "show", "dev", topology.serverInterface, "egress"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "no tc filter after the refusal")
+
         #expect(try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good]).status == 0)
         r = try cli(topology, ["attach", "--interface", topology.serverInterface, "--policy", good])
         #expect(r.status == 1 && r.stderr.contains("already attached"))
