@@ -17,7 +17,7 @@ struct PolicyParser {
     /// A mapping's checked keys in file order. A policy mapping has at most eight keys, so a linear search by
     /// name beats hashing the key strings (a 1,000-rule policy looks fields up tens of thousands of times).
     struct Fields {
-        private(set) var entries: [(name: String, field: Field)] = []
+        private var entries: [(name: String, field: Field)] = []
 
         subscript(name: String) -> Field? {
             for entry in entries where entry.name == name { return entry.field }

@@ -65,13 +65,6 @@ enum Injector: Equatable {
     /// An AF_PACKET socket with the qdisc bypassed, sendmmsg in batches of 64: each frame is a socket buffer that
     /// veth turns into an XDP frame for the receiver. Used where the kernel refuses live frames (`reason`).
     case packetSocket(reason: String)
-
-    var summary: String {
-        switch self {
-        case .liveFrames: "live frames (BPF_PROG_RUN, BPF_F_TEST_XDP_LIVE_FRAMES)"
-        case .packetSocket: "packet socket (AF_PACKET, sendmmsg, qdisc bypassed)"
-        }
-    }
 }
 
 /// The namespaces, the bench programs and the receivers' set-up and counters.
