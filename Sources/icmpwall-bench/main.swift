@@ -156,15 +156,22 @@ if options.controlPlaneOnly {
     exit(0)
 }
 
+/// Parts 2 and 3: the address-mask flood, then the spoofed echo flood, each printed as it finishes.
+func runVethFloods(_ bench: VethBench) throws -> (mask: FloodComparison, echo: FloodComparison) {
+    let chunk: UInt32 = options.smoke ? 2_000 : 50_000
+    print("\nfloods over veth \(bench.topology.clientInterface) -> \(bench.topology.serverInterface): \(options.floodRounds) rounds of \(options.window) s per receiver")
+    let mask = try maskFlood(bench, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
+    print(floodComparisonConsole(mask) + profileLine(mask))
+    let echo = try spoofedEchoFlood(bench, sources: options.spoofedSources, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
+    print(floodComparisonConsole(echo) + profileLine(echo))
+    return (mask, echo)
+}
+
 if options.floodsOnly {
     do {
         let bench = try VethBench(object: baselineObject, separateCPU: options.separateCPU)
         Cleanup.add { bench.destroy() }
-        let chunk: UInt32 = options.smoke ? 2_000 : 50_000
-        let mask = try maskFlood(bench, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
-        print(floodComparisonConsole(mask) + profileLine(mask))
-        let echo = try spoofedEchoFlood(bench, sources: options.spoofedSources, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
-        print(floodComparisonConsole(echo) + profileLine(echo))
+        let (mask, echo) = try runVethFloods(bench)
         print("\ntargets:\n  " + (floodTargets(mask, ceiling: 0.9, nftables: 3) + floodTargets(echo, ceiling: nil, nftables: 5)).joined(separator: "\n  "))
         Cleanup.run()
     } catch {
@@ -285,12 +292,7 @@ let control: ControlPlaneResult
 do {
     let bench = try VethBench(object: baselineObject, separateCPU: options.separateCPU)
     Cleanup.add { bench.destroy() }
-    let chunk: UInt32 = options.smoke ? 2_000 : 50_000
-    print("\nfloods over veth \(bench.topology.clientInterface) -> \(bench.topology.serverInterface): \(options.floodRounds) rounds of \(options.window) s per receiver")
-    mask = try maskFlood(bench, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
-    print(floodComparisonConsole(mask) + profileLine(mask))
-    spoofedEcho = try spoofedEchoFlood(bench, sources: options.spoofedSources, rounds: options.floodRounds, seconds: options.window, chunk: chunk)
-    print(floodComparisonConsole(spoofedEcho) + profileLine(spoofedEcho))
+    (mask, spoofedEcho) = try runVethFloods(bench)
     print("\ncontrol plane (\(options.icmpwall)):")
     control = try measureControlPlane(bench, icmpwall: options.icmpwall, sizes: options.applySizes, rounds: options.smoke ? 1 : 5)
     print(controlPlaneConsole(control))
