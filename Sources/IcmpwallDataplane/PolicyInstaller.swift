@@ -89,21 +89,14 @@ public struct PolicyInstaller {
             identities[i].rule_id = id
             fresh.append(id)
         }
-        for id in fresh where !liveIDs.contains(id) {
-            try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
-        }
-
-        // The slot being written is not live: clear what an earlier policy left in it.
-        try deleteRawKeys(in: maps.decisions, slotOffset: MemoryLayout<icw_decision_key>.offset(of: \icw_decision_key.slot)!, slot: target)
-        try deleteRawKeys(in: maps.src4, slotOffset: 4, slot: target)
-        try deleteRawKeys(in: maps.src6, slotOffset: 4, slot: target)
+        try zeroCounters(ids: fresh.filter { !liveIDs.contains($0) })
 
         // Batched writes: one syscall per map, not per entry (all into the idle slot, before the flip).
         try maps.rules.updateBatch(keys: policy.rules.indices.map { target * UInt32(ICW_MAX_RULES) + UInt32($0) },
                                    values: policy.rules.indices.map { Self.abiRule(policy.rules[$0], identity: identities[$0]) })
         for (map, family) in [(maps.src4, ICMPFamily.ipv4), (maps.src6, .ipv6)] {
             let keySize = Int(map.keySize)
-            var keys: [UInt8] = [], values: [UInt8] = [], count = 0
+            var rows = SlotRows(keySize: keySize, valueSize: Int(map.valueSize))
             for entry in compiled.sourceClasses where entry.prefix.family == family {
                 let prefix = entry.prefix
                 var key = [UInt8](repeating: 0, count: keySize)
@@ -111,15 +104,11 @@ public struct PolicyInstaller {
                 withUnsafeBytes(of: prefixlen.littleEndian) { key.replaceSubrange(0..<4, with: $0) }
                 key[4] = UInt8(target)
                 key.replaceSubrange(5..<(5 + prefix.bytes.count), with: prefix.bytes)
-                keys += key
-                withUnsafeBytes(of: entry.sourceClass) { values += $0 }
-                count += 1
+                withUnsafeBytes(of: entry.sourceClass) { rows.append(key: key, value: $0) }
             }
-            try map.updateBatch(keys: keys, values: values, count: count)
+            try syncSlot(of: map, slotOffset: 4, slot: target, to: rows)
         }
-        var decisionKeys: [icw_decision_key] = [], decisionValues: [icw_decision] = []
-        decisionKeys.reserveCapacity(compiled.decisions.count)
-        decisionValues.reserveCapacity(compiled.decisions.count)
+        var decisionRows = SlotRows(keySize: Int(maps.decisions.keySize), valueSize: Int(maps.decisions.valueSize))
         for entry in compiled.decisions {
             var key = icw_decision_key()
             key.source_class = entry.sourceClass
@@ -129,10 +118,10 @@ public struct PolicyInstaller {
             key.type = entry.type
             key.code = entry.code
             let ref = entry.ruleIndex.map { target * UInt32(ICW_MAX_RULES) + UInt32($0) } ?? ICW_RULE_REF_DEFAULT
-            decisionKeys.append(key)
-            decisionValues.append(icw_decision(rule_ref: ref))
+            withUnsafeBytes(of: key) { k in withUnsafeBytes(of: icw_decision(rule_ref: ref)) { decisionRows.append(key: k, value: $0) } }
         }
-        try maps.decisions.updateBatch(keys: decisionKeys, values: decisionValues)
+        try syncSlot(of: maps.decisions, slotOffset: MemoryLayout<icw_decision_key>.offset(of: \icw_decision_key.slot)!,
+                     slot: target, to: decisionRows)
         try maps.typeDecisions.updateBatch(keys: (0..<UInt32(2 * 256)).map { target * 512 + $0 },
                                            values: Self.abiTypeDecisions(compiled, slot: target))
         try maps.config.update(target, Self.abiConfig(compiled, generation: generation))
@@ -158,15 +147,16 @@ public struct PolicyInstaller {
 
         // After the switch: the identities of the new policy replace the old ones.
         let newNames = Set(policy.rules.map(\.name))
-        for name in existing.keys where !newNames.contains(name) {
-            _ = try maps.ruleIDs.delete(key: Self.nameKey(name))
+        let gone = existing.keys.filter { !newNames.contains($0) }
+        try maps.ruleIDs.deleteBatch(keys: gone.flatMap(Self.nameKey), count: gone.count)
+        // Only rows that change: on a re-apply most rules keep their name, id and limit.
+        let changed = policy.rules.indices.filter { i in
+            existing[policy.rules[i].name].map { !Self.sameIdentity($0, identities[i]) } ?? true
         }
-        try updateIdentities(names: policy.rules.map(\.name), identities)
+        try updateIdentities(names: changed.map { policy.rules[$0].name }, changed.map { identities[$0] })
         let egressID = icw_rule_identity(rule_id: 0, bucket_epoch: egressEpoch, limit_signature: egressSignature)
         try maps.ruleIDs.update(key: Self.nameKey(Self.egressIdentityName), value: withUnsafeBytes(of: egressID) { Array($0) })
-        for id in fresh where liveIDs.contains(id) {
-            try zeroPerCPU(maps.ruleCounters, key: id, value: icw_rule_counter())
-        }
+        try zeroCounters(ids: fresh.filter { liveIDs.contains($0) })
         var meta = try maps.meta.lookup(UInt32(0), as: icw_meta.self) ?? icw_meta()
         if meta.abi_version != UInt32(ICW_ABI_VERSION) {
             meta.abi_version = UInt32(ICW_ABI_VERSION)
@@ -405,28 +395,74 @@ public struct PolicyInstaller {
         try maps.ruleIDs.updateBatch(keys: keys, values: values, count: names.count)
     }
 
-    /// Deletes the keys whose byte at `slotOffset` is `slot`: one batch read and one batch delete where the kernel
-    /// has them, not a syscall per key and another per delete.
-    private func deleteRawKeys(in map: BPFMap, slotOffset: Int, slot: UInt32) throws(BPFError) {
-        var doomed: [UInt8] = [], count = 0
-        for raw in try Self.allKeys(of: map) where raw.count > slotOffset && UInt32(raw[slotOffset]) == slot {
-            doomed += raw
+    /// Rows for a hash or trie map, keys and values packed back to back as the batch calls take them.
+    struct SlotRows {
+        let keySize: Int, valueSize: Int
+        private(set) var keys: [UInt8] = [], values: [UInt8] = []
+        private(set) var count = 0
+
+        init(keySize: Int, valueSize: Int) {
+            self.keySize = keySize
+            self.valueSize = valueSize
+        }
+
+        mutating func append<K: Collection<UInt8>, V: Collection<UInt8>>(key: K, value: V) {
+            precondition(key.count == keySize && value.count == valueSize, "row of \(key.count)+\(value.count) bytes, map takes \(keySize)+\(valueSize)")
+            keys += key
+            values += value
             count += 1
         }
-        try map.deleteBatch(keys: doomed, count: count)
+
+        func key(_ i: Int) -> ArraySlice<UInt8> { keys[(i * keySize)..<((i + 1) * keySize)] }
+        func value(_ i: Int) -> ArraySlice<UInt8> { values[(i * valueSize)..<((i + 1) * valueSize)] }
     }
 
-    /// The keys of a map from one batch read; a key walk (one syscall per key) where the kernel has no batch
-    /// lookup for the map type (ENOTSUPP).
-    private static func allKeys(of map: BPFMap) throws(BPFError) -> [[UInt8]] {
+    /// Makes the rows of `map` whose byte at `slotOffset` is `slot` (the idle slot) exactly `desired`: one batch
+    /// read, then one batch delete of the rows the new policy does not have and one batch write of the rows that
+    /// are new or hold another value. The slot mostly holds the policy before last, which usually shares most
+    /// rows with the new one, so most of a re-apply's writes (a trie insert each) are skipped.
+    private func syncSlot(of map: BPFMap, slotOffset: Int, slot: UInt32, to desired: SlotRows) throws(BPFError) {
+        var present: [ArraySlice<UInt8>: ArraySlice<UInt8>] = [:]
+        for row in try Self.allRows(of: map) where row.key.count > slotOffset && UInt32(row.key[slotOffset]) == slot {
+            present[row.key[...]] = row.value.prefix(desired.valueSize)
+        }
+        var writes = SlotRows(keySize: desired.keySize, valueSize: desired.valueSize)
+        for i in 0..<desired.count {
+            let key = desired.key(i), value = desired.value(i)
+            if let old = present.removeValue(forKey: key), old.elementsEqual(value) { continue }
+            writes.append(key: key, value: value)
+        }
+        var doomed: [UInt8] = []
+        for key in present.keys { doomed += key }
+        try map.deleteBatch(keys: doomed, count: present.count)
+        try map.updateBatch(keys: writes.keys, values: writes.values, count: writes.count)
+    }
+
+    /// Every row of a map from one batch read; a key walk and a lookup per key (two syscalls per row) where the
+    /// kernel has no batch lookup for the map type (ENOTSUPP).
+    private static func allRows(of map: BPFMap) throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
         do {
-            return try map.lookupBatch().map(\.key)
+            return try map.lookupBatch()
         } catch where error.errno == 524 || error.errno == EOPNOTSUPP {
-            return try map.keys()
+            var rows: [(key: [UInt8], value: [UInt8])] = []
+            for key in try map.keys() {
+                if let value = try map.lookup(key: key) { rows.append((key, value)) }
+            }
+            return rows
         }
     }
 
-    private func zeroPerCPU<V: BitwiseCopyable>(_ map: BPFMap, key: UInt32, value: V) throws(BPFError) {
-        try map.zeroPerCPU(key)
+    static func sameIdentity(_ a: icw_rule_identity, _ b: icw_rule_identity) -> Bool {
+        a.rule_id == b.rule_id && a.bucket_epoch == b.bucket_epoch && a.limit_signature == b.limit_signature
+    }
+
+    /// Zeroes the per-CPU counter rows of `ids` in one batch write.
+    private func zeroCounters(ids: [UInt32]) throws(BPFError) {
+        guard !ids.isEmpty else { return }
+        let row = try maps.ruleCounters.valueBufferSize()
+        var keys: [UInt8] = []
+        keys.reserveCapacity(ids.count * 4)
+        for id in ids { withUnsafeBytes(of: id) { keys += $0 } }
+        try maps.ruleCounters.updateBatch(keys: keys, values: [UInt8](repeating: 0, count: ids.count * row), count: ids.count)
     }
 }
