@@ -11,7 +11,7 @@ RELEASE_FLAGS := -c release --static-swift-stdlib --disable-local-rpath -Xlinker
 BIN := $(BUILD_DIR)/debug/icmpwall
 
 # Debian packages the build, the tests and the lab need (prometheus: promtool, for the agent's metrics tests).
-APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev libpcap-dev pkg-config iproute2 iputils-ping tcpdump \
+APT_PACKAGES := libbpf-dev libelf-dev zlib1g-dev libpcap-dev libyaml-dev pkg-config iproute2 iputils-ping tcpdump \
 	nftables util-linux bpftool prometheus
 
 .PHONY: all deps build test lab bench clean fuzz test-kernels
@@ -74,7 +74,7 @@ fuzz: deps | $(TMPDIR)
 
 # --- Install, Debian package, package test, container image (README "Deploy the agent") --------------------------
 # The release binary links the Swift runtime and Foundation statically: edge servers need no Swift toolchain, only
-# libbpf1, libelf1, zlib1g, libpcap0.8 and libc (the .deb's Depends, derived by dpkg-shlibdeps).
+# libbpf1, libelf1, zlib1g, libpcap0.8, libyaml-0-2 and libc (the .deb's Depends, derived by dpkg-shlibdeps).
 PREFIX ?= /usr
 DESTDIR ?=
 UNIT_DIR ?= /lib/systemd/system

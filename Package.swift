@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        // Tests only: reads the Kubernetes manifests (several documents, anchors and all) the deploy tests check.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // The agent (`icmpwall agent`): lifecycle and signals, Prometheus exposition, a minimal HTTP/1.1 server.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -30,6 +31,12 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
+        // libyaml from Debian's libyaml-dev: the event parser under the policy and agent-config readers.
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"]), .brew(["libyaml"])]
+        ),
         // The shared ABI header (bpf/include/icmpwall_abi.h) and the few C calls Swift cannot make itself.
         .target(name: "CIcmpwallShim"),
         // Generic BPF layer: objects, programs, maps, links, typed errors with errno and verifier log.
@@ -38,7 +45,7 @@ let package = Package(
         .target(
             name: "IcmpwallPolicy",
             dependencies: [
-                .product(name: "Yams", package: "Yams"),
+                "CYAML",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -60,7 +67,6 @@ let package = Package(
             name: "IcmpwallAgent",
             dependencies: [
                 "IcmpwallDataplane", "IcmpwallPolicy", "BPFKit", "CIcmpwallShim",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

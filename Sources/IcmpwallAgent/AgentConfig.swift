@@ -5,7 +5,6 @@ import Foundation
 import IcmpwallDataplane
 import IcmpwallPolicy
 import Logging
-import Yams
 
 #if canImport(Glibc)
 import Glibc
@@ -130,18 +129,9 @@ public enum AgentConfigParser {
         }
         let root: Node?
         do {
-            // Resolver.basic: scalars are read as text and never by YAML tag, and the default resolver compiles
-            // seven ICU regexes on first use (~9 M instructions, and ICU data pages resident in the agent).
-            root = try Yams.compose(yaml: text, .basic)
-        } catch let e as YamlError {
-            switch e {
-            case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
-                throw AgentConfigError(diagnostics: [diag(fileName, mark.line, mark.column, "invalid YAML: \(problem)")])
-            default:
-                throw AgentConfigError(diagnostics: [diag(fileName, 1, 1, "invalid YAML: \(e)")])
-            }
+            root = try YAMLComposer.compose(text)
         } catch {
-            throw AgentConfigError(diagnostics: [diag(fileName, 1, 1, "invalid YAML: \(error)")])
+            throw AgentConfigError(diagnostics: [diag(fileName, error.mark.line, error.mark.column, "invalid YAML: \(error.problem)")])
         }
         guard let root, case .mapping(let mapping) = root else {
             throw AgentConfigError(diagnostics: [diag(fileName, 1, 1, "the agent config must be a mapping with at least 'interfaces:'")])
@@ -321,3 +311,5 @@ public struct AgentConfigSource: Sendable {
         return c
     }
 }
+
+private typealias Node = YAMLNode

@@ -1,5 +1,3 @@
-import Yams
-
 /// One ICMP error message (a whole type, or one code of it) that the egress limiter never limits.
 public struct ErrorMessage: Sendable, Hashable, CustomStringConvertible {
     public var family: ICMPFamily

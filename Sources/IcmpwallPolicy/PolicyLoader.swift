@@ -1,7 +1,6 @@
 // Entry points: read a policy file (or text), parse it, validate it, and return the policy with its warnings.
 
 import Crypto
-import Yams
 
 #if canImport(Glibc)
 import Glibc
@@ -74,8 +73,8 @@ public enum PolicyLoader {
 
     // MARK: - Internals
 
-    /// The deepest nesting a policy may use. Real policies need about six levels; Yams composes recursively,
-    /// so a document nested thousands of levels deep would overflow the stack before it could be refused.
+    /// The deepest nesting a policy may use. Real policies need about six levels; a document nested thousands of
+    /// levels deep is refused with its position before libyaml spends memory on every level.
     public static let maxNesting = 64
 
     /// Where `text` nests deeper than ``maxNesting`` (flow brackets, block indentation or `- ` items on one

@@ -1,8 +1,8 @@
-// The YAML-to-model parser. It walks Yams' node tree (which keeps every node's line and column) rather than
+// The YAML-to-model parser. It walks the composed node tree (YAML.swift: every node keeps its line and column) rather than
 // decoding into Codable types, so that every problem can point at the node that causes it, and so that it can
 // collect all problems instead of stopping at the first.
 
-import Yams
+typealias Node = YAMLNode
 
 struct PolicyParser {
     let file: String
@@ -57,14 +57,11 @@ struct PolicyParser {
     mutating func parseDocument(_ text: String, sha256Hex: String) -> Policy? {
         let root: Node?
         do {
-            // Resolver.basic: scalars are read as text and never by YAML tag, and the default resolver compiles
-            // seven ICU regexes on first use (~9 M instructions, and ICU data pages resident in the agent).
-            root = try Yams.compose(yaml: text, .basic)
-        } catch let e as YamlError {
-            reportYAMLError(e, text: text)
-            return nil
+            root = try YAMLComposer.compose(text)
         } catch {
-            self.error(nil, "invalid YAML: \(error)")
+            var message = "invalid YAML: \(error.problem)"
+            if let context = error.context { message += " (\(context.text) at \(context.mark.line):\(context.mark.column))" }
+            self.error(at: SourceLocation(file: file, line: error.mark.line, column: error.mark.column), message)
             return nil
         }
         guard let root else {
@@ -175,26 +172,6 @@ struct PolicyParser {
         return alnum(bytes[0]) && bytes.dropFirst().allSatisfy { alnum($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
     }
 
-    private mutating func reportYAMLError(_ e: YamlError, text: String) {
-        switch e {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
-            var message = "invalid YAML: \(problem)"
-            if let context { message += " (\(context.text) at \(context.mark.line):\(context.mark.column))" }
-            error(at: SourceLocation(file: file, line: mark.line, column: mark.column), message)
-        case let .reader(problem, offset, _, yaml):
-            var line = 1, column = 1
-            if let offset {
-                for ch in yaml.unicodeScalars.prefix(offset) {
-                    if ch == "\n" { line += 1; column = 1 } else { column += 1 }
-                }
-            }
-            error(at: SourceLocation(file: file, line: line, column: column), "invalid YAML: \(problem)")
-        default:
-            error(nil, "invalid YAML: \(e)")
-        }
-    }
-
     // MARK: - Node helpers
 
     func kind(_ node: Node) -> String {
@@ -202,7 +179,6 @@ struct PolicyParser {
         case .mapping: "a mapping"
         case .sequence: "a list"
         case .scalar(let s): s.string.isEmpty ? "an empty value" : "'\(s.string)'"
-        @unknown default: "an unknown node"
         }
     }
 

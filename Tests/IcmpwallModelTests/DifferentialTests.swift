@@ -194,7 +194,7 @@ struct DifferentialTests {
             child.standardError = FileHandle.nullDevice
             try child.run()
             child.waitUntilExit()
-            // PolicyLoader refuses nesting deeper than 64 levels before Yams composes (recursively) the document.
+            // PolicyLoader refuses nesting deeper than 64 levels before the document is composed.
             #expect(child.terminationReason == .exit && child.terminationStatus == 1,
                     "\(shape) nesting: icmpwall check must refuse the file with exit 1, not crash (signal \(child.terminationStatus))")
         }

@@ -6,7 +6,7 @@
 # 1. A clean Debian 12: `debootstrap --variant=minbase bookworm` (cached as a tarball in BUILD_DIR/package-test for
 #    30 days, unpacked fresh every run) into BUILD_DIR/package-test/root.
 # 2. In a chroot there: `apt-get install --no-install-recommends ./icmpwall_*.deb` from the Debian mirror (as the
-#    Dockerfile does). libbpf1, libelf1 and libpcap0.8 are not in minbase, so apt must find them through the
+#    Dockerfile does). libbpf1, libelf1, libpcap0.8 and libyaml-0-2 are not in minbase, so apt must find them through the
 #    package's Depends; then `icmpwall version`, `icmpwall check` on every shipped policy, conffiles registered.
 #    lintian on the .deb (errors and warnings fail).
 # 3. What every real Debian server has beside (systemd, kmod, iproute2, curl), `systemd-analyze verify` of the
@@ -122,7 +122,7 @@ apt_in_root() {
 installed() { in_root dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 # --- 2. the package, with apt resolving its Depends -------------------------------------------------------------
-runtime_libs=(libbpf1 libelf1 libpcap0.8)
+runtime_libs=(libbpf1 libelf1 libpcap0.8 libyaml-0-2)
 for p in "${runtime_libs[@]}"; do
 	! installed "$p" || die "$p is already in the minbase root: it would not prove the package's Depends"
 done
