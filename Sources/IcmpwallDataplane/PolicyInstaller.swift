@@ -69,6 +69,9 @@ public struct PolicyInstaller {
         }
         // New names get ids no live rule uses, so in-flight frames of the old policy never count into them.
         var nextCandidate: UInt32 = 1
+        // Ids of live rules the new policy drops, ascending: listed once, when the free ids run out.
+        var reusable: [UInt32]? = nil
+        var reuseIndex = 0
         for i in identities.indices where identities[i].rule_id == 0 {
             while nextCandidate <= UInt32(ICW_MAX_RULES) && (taken.contains(nextCandidate) || liveIDs.contains(nextCandidate)) {
                 nextCandidate += 1
@@ -79,11 +82,14 @@ public struct PolicyInstaller {
                 nextCandidate += 1
             } else {
                 // Both policies together exceed the id space: reuse an id of a rule that is going away.
-                guard let reusable = liveIDs.subtracting(taken).sorted().first else {
+                let dropped = reusable ?? liveIDs.subtracting(taken).sorted()
+                reusable = dropped
+                guard reuseIndex < dropped.count else {
                     throw BPFError(operation: "icmpwall apply", errno: ENOSPC,
                                    context: "no free rule id (at most \(ICW_MAX_RULES) rules)")
                 }
-                id = reusable
+                id = dropped[reuseIndex]
+                reuseIndex += 1
             }
             taken.insert(id)
             identities[i].rule_id = id

@@ -513,6 +513,53 @@ struct DatapathTests {
         #expect(try h.judge(maskReply.bytes, at: 1).verdict == "pass")
     }
 
+    @Test("Apply leaves the idle slot holding exactly the new rows, and reuses ids of dropped rules when both policies outgrow the id space")
+    func applyRewritesTheIdleSlot() throws {
+        guard Privilege.require() else { return }
+        // 6,000 per-source rules each: together more names than ICW_MAX_RULES (10,240) ids.
+        func blocklist(_ tag: String, third: Int) -> String {
+            var text = "version: 1\nname: list-\(tag)\ndefault: pass\nrules:\n"
+            for i in 0..<6000 {
+                text += "  - { name: \(tag)-\(i), from: [198.\(18 + third / 256).\(third % 256 + i / 250).\(i % 250 + 1)/32], type: timestamp-request, action: drop }\n"
+            }
+            return text
+        }
+        let h = try harness(blocklist("a", third: 0))
+        func send(_ source: String) throws -> FrameVerdict {
+            try h.judge(FrameBuilder.icmpv4(.timestampRequest(), from: IPv4Address(parsing: source)!, to: "192.0.2.2").bytes, at: second)
+        }
+        func rows(slot: UInt8) throws -> Int {
+            try h.maps.src4.lookupBatch().filter { $0.key[4] == slot }.count
+        }
+        func ids() throws -> [UInt32] { try PolicyInstaller(maps: h.maps).readIdentities().values.map(\.rule_id) }
+        let slotA = try #require(try h.maps.control.lookup(UInt32(0), as: icw_control.self)).active_slot & 1
+        // a's first rules get the lowest ids, which b's last rules take over once the free ids run out.
+        for i in 1...3 { #expect(try send("198.18.0.\(i)").rule == "a-\(i - 1)") }
+        #expect(try rows(slot: UInt8(slotA)) == 6000)
+
+        let b = try h.apply(compile(blocklist("b", third: 100)))
+        #expect(try send("198.18.100.1").rule == "b-0")
+        #expect(try send("198.18.0.1").reason == .defaultAction, "a's prefixes left with a")
+        let bIDs = try ids()
+        #expect(bIDs.count == 6000 && Set(bIDs).count == 6000, "every rule has an id of its own")
+        #expect(bIDs.allSatisfy { $0 >= 1 && $0 <= UInt32(ICW_MAX_RULES) })
+        #expect(try h.counters().rules.filter { $0.name.hasPrefix("b-") && $0.name != "b-0" }.allSatisfy { $0.matched == 0 },
+                "ids taken over from a's rules start at zero")
+        #expect(try rows(slot: UInt8(b.slot)) == 6000 && rows(slot: UInt8(1 - b.slot)) == 6000)
+
+        // Back to a: the idle slot still holds a's rows, which stay; then a small policy clears each slot in turn.
+        try h.apply(compile(blocklist("a", third: 0)))
+        #expect(try send("198.18.0.1").rule == "a-0")
+        #expect(try send("198.18.100.1").reason == .defaultAction)
+        let small = try h.apply(compile("version: 1\nname: small\ndefault: pass\nrules:\n  - { name: one, from: [203.0.113.0/24], type: echo-request, action: drop }\n"))
+        #expect(try rows(slot: UInt8(small.slot)) == 1 && rows(slot: UInt8(1 - small.slot)) == 6000)
+        let again = try h.apply(compile("version: 1\nname: small\ndefault: pass\nrules:\n  - { name: one, from: [203.0.113.0/24], type: echo-request, action: drop }\n"))
+        #expect(try rows(slot: UInt8(again.slot)) == 1 && rows(slot: UInt8(1 - again.slot)) == 1)
+        #expect(try send("198.18.0.1").reason == .defaultAction)
+        #expect(try h.maps.decisions.lookupBatch().count == 2 * small.decisionEntries)
+        #expect(try ids().count == 1, "one rule, one identity")
+    }
+
     @Test("Every shipped policy loads into the datapath and judges a mixed set of frames")
     func shippedPolicies() throws {
         guard Privilege.require() else { return }
