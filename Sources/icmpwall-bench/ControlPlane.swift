@@ -11,6 +11,9 @@ struct ControlPlaneResult {
     struct Apply {
         var rules: Int
         var cliMilliseconds: Double
+        /// The CLI apply when the idle slot holds another policy of the size (three rotating, see policyText):
+        /// every row beyond the ten shared rules is deleted or written.
+        var cliRewriteMilliseconds: Double
         var parseMilliseconds: Double
         var compileMilliseconds: Double
         var installMilliseconds: Double
@@ -33,13 +36,19 @@ struct ControlPlaneResult {
 
 /// The bench's ten rules behind `count - 10` per-source rules (distinct /32 and /128 prefixes), the way
 /// blocklists grow: the LPM tries and the decision table grow, the number of lookups a frame needs does not.
-func policyText(rules count: Int) -> String {
+/// Variants 1-3 have the same shape with other rule names and prefixes (no per-source rule in common with each
+/// other or with variant 0), for applies that rewrite the idle slot rather than find it holding the same rows.
+func policyText(rules count: Int, variant: Int = 0) -> String {
     var text = tenRules.replacingOccurrences(of: "name: bench-10", with: "name: bench-\(count)") + "\n"
+    let tag = variant == 0 ? "" : "v\(variant)-"
     for i in 0..<max(0, count - 10) {
         if i % 2 == 0 {
-            text += "  - { name: src-\(i), from: [198.18.\(i / 250).\(i % 250 + 1)/32], type: timestamp-request, action: drop }\n"
+            // 198.18.0.0/15 has 512 /24s; 10,000 rules use 40 of them per variant.
+            let third = variant * 40 + i / 250
+            text += "  - { name: src-\(tag)\(i), from: [198.\(18 + third / 256).\(third % 256).\(i % 250 + 1)/32], type: timestamp-request, action: drop }\n"
         } else {
-            text += "  - { name: src-\(i), from: ['2001:db8:\(i):\(i)::1/128'], type: echo-request, action: drop }\n"
+            let address = variant == 0 ? "2001:db8:\(i):\(i)::1" : "2001:db8:\(i):\(i):\(variant)::1"
+            text += "  - { name: src-\(tag)\(i), from: ['\(address)/128'], type: echo-request, action: drop }\n"
         }
     }
     return text
@@ -87,11 +96,19 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var files: [Int: String] = [:]
+    var rotating: [Int: [String]] = [:]
+    func write(_ text: String, to path: String) throws {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        // Enforcing commands refuse policy files others could write: do not depend on the caller's umask.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+    }
     for n in sizes {
         files[n] = "\(directory)/rules-\(n).yaml"
-        try policyText(rules: n).write(toFile: files[n]!, atomically: true, encoding: .utf8)
-        // Enforcing commands refuse policy files others could write: do not depend on the caller's umask.
-        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: files[n]!)
+        try write(policyText(rules: n), to: files[n]!)
+        for variant in 1...3 {
+            rotating[n, default: []].append("\(directory)/rules-\(n)-v\(variant).yaml")
+            try write(policyText(rules: n, variant: variant), to: rotating[n]!.last!)
+        }
     }
     var result = ControlPlaneResult()
 
@@ -105,11 +122,22 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
     // Each size in steady state: applied twice first, so both slots hold a policy of that size (an apply clears
     // what the policy before last left in the slot it writes; after a bigger one that costs more).
     var cli: [Int: [Double]] = [:]
+    var cliRewrite: [Int: Double] = [:]
     for n in sizes {
         for _ in 0..<2 { try Tool.run(ns + ["apply", "--interface", interface, files[n]!]) }
         for _ in 0..<rounds {
             cli[n, default: []].append(try milliseconds { try Tool.run(ns + ["apply", "--interface", interface, files[n]!]) })
         }
+        // Three policies in turn: the slot each apply writes holds the one before last, which shares no per-source
+        // rule with it. Two applies first, so the first timed one finds another variant there too.
+        var rewrite: [Double] = []
+        for round in -2..<rounds {
+            let file = rotating[n]![(round + 2) % 3]
+            let ms = try milliseconds { try Tool.run(ns + ["apply", "--interface", interface, file]) }
+            if round >= 0 { rewrite.append(ms) }
+        }
+        cliRewrite[n] = medianOf(rewrite)
+        for _ in 0..<2 { try Tool.run(ns + ["apply", "--interface", interface, files[n]!]) }
         // stats reads a counter per rule: measured with each policy installed.
         var stats: [Double] = []
         for _ in 0..<rounds {
@@ -144,7 +172,8 @@ func measureControlPlane(_ bench: VethBench, icmpwall: String, sizes: [Int], rou
             })
             if round < 0 { parse.removeLast(); compileTimes.removeLast(); install.removeLast() }
         }
-        result.applies.append(.init(rules: n, cliMilliseconds: medianOf(cli[n] ?? []), parseMilliseconds: medianOf(parse),
+        result.applies.append(.init(rules: n, cliMilliseconds: medianOf(cli[n] ?? []), cliRewriteMilliseconds: cliRewrite[n] ?? 0,
+                                    parseMilliseconds: medianOf(parse),
                                     compileMilliseconds: medianOf(compileTimes), installMilliseconds: medianOf(install),
                                     decisionEntries: entries))
     }

@@ -82,10 +82,11 @@ func profileLine(_ c: FloodComparison) -> String {
 }
 
 func controlPlaneConsole(_ r: ControlPlaneResult) -> String {
-    var s = column("apply", 14, left: true) + column("CLI ms", 10) + column("parse ms", 10) + column("compile ms", 12)
-        + column("install ms", 12) + column("table entries", 15) + "\n"
+    var s = column("apply", 14, left: true) + column("CLI ms", 10) + column("CLI, new rows ms", 18) + column("parse ms", 10)
+        + column("compile ms", 12) + column("install ms", 12) + column("table entries", 15) + "\n"
     for a in r.applies {
         s += column("\(a.rules) rules", 14, left: true) + column(String(format: "%.1f", a.cliMilliseconds), 10)
+            + column(String(format: "%.1f", a.cliRewriteMilliseconds), 18)
             + column(String(format: "%.1f", a.parseMilliseconds), 10) + column(String(format: "%.1f", a.compileMilliseconds), 12)
             + column(String(format: "%.1f", a.installMilliseconds), 12) + column("\(a.decisionEntries)", 15) + "\n"
     }
@@ -99,9 +100,10 @@ func controlPlaneConsole(_ r: ControlPlaneResult) -> String {
 func controlPlaneTargets(_ r: ControlPlaneResult) -> [String] {
     var lines: [String] = []
     if let a = r.applies.first(where: { $0.rules == 1_000 }) {
-        lines.append(String(format: "apply of 1,000 rules: %.1f ms with the CLI, %.1f ms parse + compile + install in-process (target < 20 ms: %@ / %@)",
-                            a.cliMilliseconds, a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds,
-                            met(a.cliMilliseconds, atMost: 20), met(a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds, atMost: 20)))
+        let inProcess = a.parseMilliseconds + a.compileMilliseconds + a.installMilliseconds
+        lines.append(String(format: "apply of 1,000 rules: %.1f ms with the CLI, %.1f ms with the CLI when 990 rules are new, %.1f ms parse + compile + install in-process (target < 20 ms: %@ / %@ / %@)",
+                            a.cliMilliseconds, a.cliRewriteMilliseconds, inProcess,
+                            met(a.cliMilliseconds, atMost: 20), met(a.cliRewriteMilliseconds, atMost: 20), met(inProcess, atMost: 20)))
     }
     lines.append(String(format: "stats with %d rules: %.1f ms (target < 50 ms: %@)", r.statsRules, r.statsMilliseconds, met(r.statsMilliseconds, atMost: 50)))
     lines.append(String(format: "agent RSS: %.1f MiB (target < 30 MiB: %@)", Double(r.agentRSSKiB) / 1024, met(Double(r.agentRSSKiB) / 1024, atMost: 30)))
@@ -109,9 +111,9 @@ func controlPlaneTargets(_ r: ControlPlaneResult) -> [String] {
 }
 
 func controlPlaneMarkdown(_ r: ControlPlaneResult) -> String {
-    var s = "| policy | `icmpwall apply` (process) ms | parse ms | compile ms | install ms | decision-table entries | `icmpwall stats --json` (process) ms |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    var s = "| policy | `icmpwall apply` (process) ms | the same, all but 10 rules new ms | parse ms | compile ms | install ms | decision-table entries | `icmpwall stats --json` (process) ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     for a in r.applies {
-        s += "| \(a.rules) rules | " + String(format: "%.1f | %.1f | %.1f | %.1f", a.cliMilliseconds, a.parseMilliseconds, a.compileMilliseconds, a.installMilliseconds)
+        s += "| \(a.rules) rules | " + String(format: "%.1f | %.1f | %.1f | %.1f | %.1f", a.cliMilliseconds, a.cliRewriteMilliseconds, a.parseMilliseconds, a.compileMilliseconds, a.installMilliseconds)
             + " | \(a.decisionEntries) | " + String(format: "%.1f", r.statsByRules[a.rules] ?? 0) + " |\n"
     }
     s += "\n| measure | value |\n|---|---:|\n"
@@ -166,13 +168,14 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
     }
     var mixData = "frame baseline edge\n"
     for r in mix { mixData += "\"\(r.label)\" \(r.baselineNs) \(r.edgeNs)\n" }
-    var applyData = "rules cli install\n"
-    for a in control.applies { applyData += "\"\(a.rules)\" \(a.cliMilliseconds) \(a.installMilliseconds)\n" }
+    var applyData = "rules cli rewrite install\n"
+    for a in control.applies { applyData += "\"\(a.rules)\" \(a.cliMilliseconds) \(a.cliRewriteMilliseconds) \(a.installMilliseconds)\n" }
     try floodData.write(toFile: "\(directory)/flood.dat", atomically: true, encoding: .utf8)
     try mixData.write(toFile: "\(directory)/mix.dat", atomically: true, encoding: .utf8)
     try applyData.write(toFile: "\(directory)/apply.dat", atomically: true, encoding: .utf8)
     let thousand = control.applies.first { $0.rules == 1_000 } ?? control.applies.last
-    let applyCLI = thousand?.cliMilliseconds ?? 0
+    // The slower of the two CLI figures: a re-apply and an apply whose rows are nearly all new.
+    let applyCLI = thousand.map { max($0.cliMilliseconds, $0.cliRewriteMilliseconds) } ?? 0
     let applyInProcess = thousand.map { $0.parseMilliseconds + $0.compileMilliseconds + $0.installMilliseconds } ?? 0
     let script = """
         set terminal pngcairo size 1500,900 font ",11"
@@ -197,7 +200,7 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
         set xlabel "rules in the policy"
         set logscale y
         set yrange [0.1:*]
-        plot "\(directory)/apply.dat" using 2:xtic(1) title "icmpwall apply (whole process)" lc rgb "#1f77b4", "" using 3 title "install into the maps (in-process)" lc rgb "#2ca02c"
+        plot "\(directory)/apply.dat" using 2:xtic(1) title "icmpwall apply (whole process)" lc rgb "#1f77b4", "" using 3 title "the same, all but 10 rules new" lc rgb "#9467bd", "" using 4 title "install into the maps (in-process)" lc rgb "#2ca02c"
         unset logscale y
         unset xlabel
         set yrange [0:*]
@@ -208,7 +211,7 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
         set key noautotitle
         unset key
         set xrange [-0.5:3.5]
-        set xtics ("apply 1,000 rules\\n(process, < 20 ms)" 0, "apply 1,000 rules\\n(in-process, < 20 ms)" 1, "stats, 1,000 rules\\n(< 50 ms)" 2, "agent RSS\\n(< 30 MiB)" 3) font ",10"
+        set xtics ("apply 1,000 rules\\n(process, slower case, < 20 ms)" 0, "apply 1,000 rules\\n(in-process, < 20 ms)" 1, "stats, 1,000 rules\\n(< 50 ms)" 2, "agent RSS\\n(< 30 MiB)" 3) font ",10"
         set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "#d62728" dt 2
         plot "-" using 1:2 lc rgb "#1f77b4"
         0 \(applyCLI / 20)

@@ -482,7 +482,10 @@ if let output = options.output {
         Method: `\(relativeToRepository(options.icmpwall))` (`make bench` builds it as `make release` does: optimized, the Swift runtime linked statically, as packaged) in the receiver's namespace:
         attached with edge-default, then `icmpwall apply` of policies with \(options.applySizes.map(String.init).joined(separator: ", ")) rules (the 10-rule policy
         above, then per-source rules with distinct /32 and /128 prefixes), each in steady state (applied twice
-        before the timed rounds, so the slot an apply clears held a policy of the same size), \(options.smoke ? 1 : 5) rounds
+        before the timed rounds, so the slot an apply writes holds the same policy: a re-apply, or an edit of a few
+        rules, writes only the rows that change), and again rotating three policies of that size whose per-source
+        rules have other names and prefixes (the slot holds one of the others: all but the ten shared rules'
+        rows are deleted and written anew), \(options.smoke ? 1 : 5) rounds
         each, median wall time of the whole process (spawn to exit, what an operator waits for); beside it the
         same policies parsed, compiled and installed (`Dataplane.apply` on the pinned maps) inside the benchmark
         process (\(options.smoke ? "debug" : "release") build). `stats`: the wall time of `icmpwall stats --interface IF --json` with each
