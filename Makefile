@@ -74,7 +74,8 @@ fuzz: deps | $(TMPDIR)
 
 # --- Install, Debian package, package test, container image (README "Deploy the agent") --------------------------
 # The release binary links the Swift runtime and Foundation statically: edge servers need no Swift toolchain, only
-# libbpf1, libelf1, zlib1g, libpcap0.8, libyaml-0-2 and libc (the .deb's Depends, derived by dpkg-shlibdeps).
+# libbpf1, libelf1, zlib1g, libyaml-0-2 and libc (the .deb's Depends, derived by dpkg-shlibdeps), and libpcap0.8,
+# which it opens only for capture files (added to Depends by scripts/package/build-deb.sh).
 PREFIX ?= /usr
 DESTDIR ?=
 UNIT_DIR ?= /lib/systemd/system

@@ -25,10 +25,10 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]
         ),
-        // libpcap from Debian's libpcap-dev: reads pcap and pcapng captures for replay.
+        // libpcap's header from Debian's libpcap-dev: reads pcap and pcapng captures for replay. Not linked:
+        // IcmpwallCapture opens the library when a capture is first read or written (Pcap.swift says why).
         .systemLibrary(
             name: "CPcap",
-            pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
         // libyaml from Debian's libyaml-dev: the event parser under the policy and agent-config readers.

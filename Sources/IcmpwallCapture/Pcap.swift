@@ -1,6 +1,11 @@
 // The only file that sees libpcap's C API; everything else calls these wrappers, which use
 // Swift types only.
 //
+// libpcap is opened with dlopen the first time a capture file is read or written, not linked: linked, it and the
+// eight libraries it brings (D-Bus, systemd, gcrypt, compression) were loaded and relocated at every start of
+// every command, about 0.9 ms of each, for the few commands that touch captures. The header still provides the
+// types and constants.
+//
 // Why `@_implementationOnly`: <pcap/pcap.h> includes <pcap/bpf.h>, whose `struct bpf_insn` (classic BPF)
 // differs from the `struct bpf_insn` (eBPF) of <linux/bpf.h> that CLibBPF and CIcmpwallShim bring in.
 // A plain (or `internal`) import makes every client of IcmpwallCapture load the CPcap clang module too,
@@ -17,6 +22,103 @@ import Glibc
 import Darwin
 #endif
 
+/// libpcap's entry points, resolved from the shared library on first use.
+private struct PcapLibrary: @unchecked Sendable {
+    #if os(Linux)
+    static let soname = "libpcap.so.0.8"
+    #else
+    static let soname = "libpcap.A.dylib"
+    #endif
+
+    let datalinkValToName: @convention(c) (Int32) -> UnsafePointer<CChar>?
+    let openOffline: @convention(c) (UnsafePointer<CChar>?, UInt32, UnsafeMutablePointer<CChar>?) -> OpaquePointer?
+    let datalink: @convention(c) (OpaquePointer?) -> Int32
+    let snapshot: @convention(c) (OpaquePointer?) -> Int32
+    let close: @convention(c) (OpaquePointer?) -> Void
+    let nextEx: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<pcap_pkthdr>?>?,
+                                UnsafeMutablePointer<UnsafePointer<u_char>?>?) -> Int32
+    let geterr: @convention(c) (OpaquePointer?) -> UnsafeMutablePointer<CChar>?
+    let openDead: @convention(c) (Int32, Int32, UInt32) -> OpaquePointer?
+    let dumpOpen: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?
+    let dump: @convention(c) (UnsafeMutablePointer<u_char>?, UnsafePointer<pcap_pkthdr>?, UnsafePointer<u_char>?) -> Void
+    let dumpFlush: @convention(c) (OpaquePointer?) -> Int32
+    let dumpFile: @convention(c) (OpaquePointer?) -> UnsafeMutablePointer<FILE>?
+    let dumpClose: @convention(c) (OpaquePointer?) -> Void
+
+    /// The library, or why it cannot be used; loaded once, by the first caller.
+    static let shared: Result<PcapLibrary, PcapMessage> = load()
+
+    /// The library once loaded: only callers holding a handle it returned use this.
+    static var loaded: PcapLibrary {
+        guard case .success(let library) = shared else { preconditionFailure("libpcap handle without libpcap") }
+        return library
+    }
+
+    private static func load() -> Result<PcapLibrary, PcapMessage> {
+        guard let handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "not found"
+            return .failure(PcapMessage(text: "cannot load libpcap, which reading and writing capture files needs: \(reason) (on Debian: apt install libpcap0.8)"))
+        }
+        var missing: [String] = []
+        func symbol<T>(_ name: String, _ type: T.Type) -> T? {
+            guard let address = dlsym(handle, name) else { missing.append(name); return nil }
+            return unsafeBitCast(address, to: T.self)
+        }
+        let library = PcapLibrary(
+            datalinkValToName: symbol("pcap_datalink_val_to_name", (@convention(c) (Int32) -> UnsafePointer<CChar>?).self),
+            openOffline: symbol("pcap_open_offline_with_tstamp_precision",
+                                (@convention(c) (UnsafePointer<CChar>?, UInt32, UnsafeMutablePointer<CChar>?) -> OpaquePointer?).self),
+            datalink: symbol("pcap_datalink", (@convention(c) (OpaquePointer?) -> Int32).self),
+            snapshot: symbol("pcap_snapshot", (@convention(c) (OpaquePointer?) -> Int32).self),
+            close: symbol("pcap_close", (@convention(c) (OpaquePointer?) -> Void).self),
+            nextEx: symbol("pcap_next_ex", (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<pcap_pkthdr>?>?,
+                                                            UnsafeMutablePointer<UnsafePointer<u_char>?>?) -> Int32).self),
+            geterr: symbol("pcap_geterr", (@convention(c) (OpaquePointer?) -> UnsafeMutablePointer<CChar>?).self),
+            openDead: symbol("pcap_open_dead_with_tstamp_precision", (@convention(c) (Int32, Int32, UInt32) -> OpaquePointer?).self),
+            dumpOpen: symbol("pcap_dump_open", (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?).self),
+            dump: symbol("pcap_dump", (@convention(c) (UnsafeMutablePointer<u_char>?, UnsafePointer<pcap_pkthdr>?, UnsafePointer<u_char>?) -> Void).self),
+            dumpFlush: symbol("pcap_dump_flush", (@convention(c) (OpaquePointer?) -> Int32).self),
+            dumpFile: symbol("pcap_dump_file", (@convention(c) (OpaquePointer?) -> UnsafeMutablePointer<FILE>?).self),
+            dumpClose: symbol("pcap_dump_close", (@convention(c) (OpaquePointer?) -> Void).self))
+        guard missing.isEmpty, let library else {
+            dlclose(handle)
+            return .failure(PcapMessage(text: "the libpcap found (\(soname)) lacks \(missing.joined(separator: ", ")): it is older than 1.5"))
+        }
+        return .success(library)
+    }
+
+    private init?(datalinkValToName: (@convention(c) (Int32) -> UnsafePointer<CChar>?)?,
+                  openOffline: (@convention(c) (UnsafePointer<CChar>?, UInt32, UnsafeMutablePointer<CChar>?) -> OpaquePointer?)?,
+                  datalink: (@convention(c) (OpaquePointer?) -> Int32)?,
+                  snapshot: (@convention(c) (OpaquePointer?) -> Int32)?,
+                  close: (@convention(c) (OpaquePointer?) -> Void)?,
+                  nextEx: (@convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<pcap_pkthdr>?>?,
+                                           UnsafeMutablePointer<UnsafePointer<u_char>?>?) -> Int32)?,
+                  geterr: (@convention(c) (OpaquePointer?) -> UnsafeMutablePointer<CChar>?)?,
+                  openDead: (@convention(c) (Int32, Int32, UInt32) -> OpaquePointer?)?,
+                  dumpOpen: (@convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?)?,
+                  dump: (@convention(c) (UnsafeMutablePointer<u_char>?, UnsafePointer<pcap_pkthdr>?, UnsafePointer<u_char>?) -> Void)?,
+                  dumpFlush: (@convention(c) (OpaquePointer?) -> Int32)?,
+                  dumpFile: (@convention(c) (OpaquePointer?) -> UnsafeMutablePointer<FILE>?)?,
+                  dumpClose: (@convention(c) (OpaquePointer?) -> Void)?) {
+        guard let datalinkValToName, let openOffline, let datalink, let snapshot, let close, let nextEx, let geterr,
+              let openDead, let dumpOpen, let dump, let dumpFlush, let dumpFile, let dumpClose else { return nil }
+        self.datalinkValToName = datalinkValToName
+        self.openOffline = openOffline
+        self.datalink = datalink
+        self.snapshot = snapshot
+        self.close = close
+        self.nextEx = nextEx
+        self.geterr = geterr
+        self.openDead = openDead
+        self.dumpOpen = dumpOpen
+        self.dump = dump
+        self.dumpFlush = dumpFlush
+        self.dumpFile = dumpFile
+        self.dumpClose = dumpClose
+    }
+}
+
 enum Pcap {
     /// DLT_ values of the link types this module supports.
     static let dltEthernet = Int32(DLT_EN10MB)
@@ -28,7 +130,9 @@ enum Pcap {
 
     /// libpcap's name for a DLT_ value, or `DLT <n>` when libpcap has none.
     static func linkTypeName(_ dataLinkType: Int32) -> String {
-        guard let name = pcap_datalink_val_to_name(dataLinkType) else { return "DLT \(dataLinkType)" }
+        guard case .success(let library) = PcapLibrary.shared, let name = library.datalinkValToName(dataLinkType) else {
+            return "DLT \(dataLinkType)"
+        }
         return String(cString: name)
     }
 
@@ -36,10 +140,15 @@ enum Pcap {
 
     /// Opens a pcap or pcapng file with nanosecond timestamps; libpcap's message on failure.
     static func openOffline(path: String) -> Result<OpaquePointer, PcapMessage> {
+        let library: PcapLibrary
+        switch PcapLibrary.shared {
+        case .success(let loaded): library = loaded
+        case .failure(let message): return .failure(message)
+        }
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         // Nanosecond precision makes libpcap scale microsecond files up instead of rounding nanosecond
         // files down, so timestamps are exact for both.
-        guard let handle = pcap_open_offline_with_tstamp_precision(
+        guard let handle = library.openOffline(
             path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errorBuffer)
         else {
             return .failure(PcapMessage(text: cString(errorBuffer)))
@@ -47,11 +156,11 @@ enum Pcap {
         return .success(handle)
     }
 
-    static func dataLinkType(_ handle: OpaquePointer) -> Int32 { pcap_datalink(handle) }
+    static func dataLinkType(_ handle: OpaquePointer) -> Int32 { PcapLibrary.loaded.datalink(handle) }
 
-    static func snapshotLength(_ handle: OpaquePointer) -> Int { Int(pcap_snapshot(handle)) }
+    static func snapshotLength(_ handle: OpaquePointer) -> Int { Int(PcapLibrary.loaded.snapshot(handle)) }
 
-    static func close(_ handle: OpaquePointer) { pcap_close(handle) }
+    static func close(_ handle: OpaquePointer) { PcapLibrary.loaded.close(handle) }
 
     /// One record as libpcap returns it.
     struct Record {
@@ -72,7 +181,8 @@ enum Pcap {
     static func next(_ handle: OpaquePointer) -> NextResult {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<u_char>?
-        let status = pcap_next_ex(handle, &header, &data)
+        let library = PcapLibrary.loaded
+        let status = library.nextEx(handle, &header, &data)
         switch status {
         case 1:
             guard let header else { return .error("libpcap returned a record without a header") }
@@ -85,7 +195,7 @@ enum Pcap {
         case PCAP_ERROR_BREAK: // no more records in a savefile
             return .end
         default:
-            return .error(pcap_geterr(handle).map { String(cString: $0) } ?? "pcap_next_ex returned \(status)")
+            return .error(library.geterr(handle).map { String(cString: $0) } ?? "pcap_next_ex returned \(status)")
         }
     }
 
@@ -100,15 +210,20 @@ enum Pcap {
     /// Creates `path` as a pcap file of `dataLinkType`; libpcap's message on failure.
     static func openDump(path: String, dataLinkType: Int32, snapshotLength: Int,
                          nanosecond: Bool) -> Result<Dump, PcapMessage> {
+        let library: PcapLibrary
+        switch PcapLibrary.shared {
+        case .success(let loaded): library = loaded
+        case .failure(let message): return .failure(message)
+        }
         let precision = nanosecond ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO
-        guard let deadHandle = pcap_open_dead_with_tstamp_precision(
+        guard let deadHandle = library.openDead(
             dataLinkType, Int32(snapshotLength), UInt32(precision))
         else {
             return .failure(PcapMessage(text: "pcap_open_dead failed for link type \(linkTypeName(dataLinkType))"))
         }
-        guard let dumper = pcap_dump_open(deadHandle, path) else {
-            let message = String(cString: pcap_geterr(deadHandle))
-            pcap_close(deadHandle)
+        guard let dumper = library.dumpOpen(deadHandle, path) else {
+            let message = library.geterr(deadHandle).map { String(cString: $0) } ?? "pcap_dump_open failed"
+            library.close(deadHandle)
             return .failure(PcapMessage(text: message))
         }
         return .success(Dump(deadHandle: deadHandle, dumper: dumper))
@@ -125,20 +240,20 @@ enum Pcap {
         header.len = UInt32(clamping: originalLength)
         bytes.withUnsafeBufferPointer { buffer in
             // pcap_dump's first argument is the dumper disguised as a u_char * (a pcap_handler user argument).
-            pcap_dump(UnsafeMutableRawPointer(dump.dumper).assumingMemoryBound(to: u_char.self), &header,
-                      buffer.baseAddress)
+            PcapLibrary.loaded.dump(UnsafeMutableRawPointer(dump.dumper).assumingMemoryBound(to: u_char.self), &header,
+                                    buffer.baseAddress)
         }
-        return ferror(pcap_dump_file(dump.dumper)) == 0
+        return ferror(PcapLibrary.loaded.dumpFile(dump.dumper)) == 0
     }
 
     /// Flushes the dump; the C library's error text on failure.
     static func flush(_ dump: Dump) -> String? {
-        pcap_dump_flush(dump.dumper) == 0 ? nil : String(cString: strerror(errno))
+        PcapLibrary.loaded.dumpFlush(dump.dumper) == 0 ? nil : String(cString: strerror(errno))
     }
 
     static func close(_ dump: Dump) {
-        pcap_dump_close(dump.dumper)
-        pcap_close(dump.deadHandle)
+        PcapLibrary.loaded.dumpClose(dump.dumper)
+        PcapLibrary.loaded.close(dump.deadHandle)
     }
 }
 

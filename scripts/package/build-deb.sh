@@ -46,6 +46,20 @@ printf 'Source: icmpwall\n\nPackage: icmpwall\nArchitecture: any\n' > "$tree/deb
 cat "$work/shlibdeps.err" >&2
 depends=$(sed -n 's/^shlibs:Depends=//p' "$work/substvars")
 [ -n "$depends" ] || die "dpkg-shlibdeps found no dependencies for $bin"
+# Libraries the binary opens with dlopen (not NEEDED, so dpkg-shlibdeps cannot see them): libpcap, for capture
+# files (Sources/IcmpwallCapture/Pcap.swift). Each must resolve here; the package that ships it joins Depends.
+for soname in libpcap.so.0.8; do
+	! readelf -d "$bin" | grep -q "(NEEDED).*\[$soname\]" || die "$bin links $soname: it should open it with dlopen (startup cost)"
+	path=$(ldconfig -p | awk -v l="$soname" '$1 == l && /x86-64|64bit/ { print $NF; exit }')
+	[ -n "$path" ] || path=$(ldconfig -p | awk -v l="$soname" '$1 == l { print $NF; exit }')
+	[ -n "$path" ] || die "$soname (opened at run time) is not installed here"
+	owner=$(dpkg -S "$(realpath "$path")" 2>/dev/null || dpkg -S "$path" 2>/dev/null || dpkg -S "${path#/usr}" 2>/dev/null \
+		|| dpkg -S "/usr${path}" 2>/dev/null || true)
+	pkg=${owner%%:*}
+	[ -n "$pkg" ] || die "$soname ($path) belongs to no Debian package"
+	depends="$depends, $pkg"
+	echo "make deb: dlopen $soname -> $pkg"
+done
 depends_names=" $(sed -E 's/ *\([^)]*\)//g; s/[,|]/ /g' <<<"$depends" | tr -s ' ') "
 
 needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
