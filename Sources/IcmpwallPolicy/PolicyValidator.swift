@@ -9,7 +9,7 @@ enum PolicyValidator {
     /// Who decides a protected message first: a rule (by index) or the default (nil), and for which codes.
     struct Offender {
         var ruleIndex: Int?
-        var codes: Set<UInt8>
+        var codes: ByteSet
     }
 
     /// For each protected message, walk the rules in order ignoring `from`: the first rule that matches decides.
@@ -22,23 +22,28 @@ enum PolicyValidator {
             var ruleIndex: Int?
             var protection: MessageProtection
         }
+        let rules = policy.rules
+        // The types each rule matches, per family: most rules name none of the protected types, and one bit test
+        // skips them without the two dictionary lookups (family, then type) or copying the rule.
+        let ruleTypes = RuleTypes(rules)
         var groups = [GroupKey: [(text: String, plural: Bool)]]()
         var order = [GroupKey]()
         for (family, type, codes) in ICMPRegistry.protectedMessages {
-            var unresolved = Set(codes)
+            var unresolved = ByteSet(codes)
             var offenders = [Offender]()
-            for (index, rule) in policy.rules.enumerated() {
+            for index in rules.indices {
                 if unresolved.isEmpty { break }
-                guard let codeSet = rule.messages[family]?.codes(of: type) else { continue }
-                let hit: Set<UInt8>
+                guard ruleTypes.matches(index, family, type),
+                      let codeSet = rules[index].messages[family]?.codes(of: type) else { continue }
+                let hit: ByteSet
                 switch codeSet {
                 case .all: hit = unresolved
-                case .only(let listed): hit = unresolved.intersection(listed)
+                case .only(let listed): hit = unresolved.intersection(ByteSet(listed))
                 }
                 if hit.isEmpty { continue }
-                switch rule.action {
+                switch rules[index].action {
                 case .pass:
-                    if rule.sources == nil { unresolved.subtract(hit) }
+                    if rules[index].sources == nil { unresolved.subtract(hit) }
                 case .drop, .limit:
                     offenders.append(Offender(ruleIndex: index, codes: hit))
                     unresolved.subtract(hit)
@@ -50,7 +55,7 @@ enum PolicyValidator {
             // Protection is the same for every protected code of a type (see ICMPRegistry.protection).
             guard let protection = ICMPRegistry.protection(family, type: type, code: codes[0]) else { continue }
             for offender in offenders {
-                let action = offender.ruleIndex.map { policy.rules[$0].action } ?? .drop
+                let action = offender.ruleIndex.map { rules[$0].action } ?? .drop
                 if case .mustNotDrop(let limitAllowed) = protection, limitAllowed, action == .limit { continue }
                 let key = GroupKey(ruleIndex: offender.ruleIndex, protection: protection)
                 if groups[key] == nil { order.append(key) }
@@ -59,6 +64,30 @@ enum PolicyValidator {
             }
         }
         return order.map { diagnostic(policy, ruleIndex: $0.ruleIndex, protection: $0.protection, messages: groups[$0]!) }
+    }
+
+    /// The types each rule matches, per family, as bitmaps (empty for a family the rule does not match).
+    struct RuleTypes {
+        /// Index `ruleIndex * 2 + family.rawValue`.
+        private var types: [ByteSet]
+
+        init(_ rules: [Rule]) {
+            types = Array(repeating: ByteSet(), count: rules.count * 2)
+            for (i, rule) in rules.enumerated() {
+                // Iterating the dictionaries hashes nothing; looking a key up would.
+                for (family, set) in rule.messages {
+                    switch set {
+                    case .all: types[i * 2 + Int(family.rawValue)] = .all
+                    case .types(let t): types[i * 2 + Int(family.rawValue)] = ByteSet(t.keys)
+                    }
+                }
+            }
+        }
+
+        /// Whether rule `index` matches some code of `type` in `family`.
+        func matches(_ index: Int, _ family: ICMPFamily, _ type: UInt8) -> Bool {
+            types[index * 2 + Int(family.rawValue)].contains(type)
+        }
     }
 
     private static func diagnostic(_ policy: Policy, ruleIndex: Int?, protection: MessageProtection,
@@ -99,15 +128,16 @@ enum PolicyValidator {
 
     /// `ICMPv6 packet-too-big (type 2)`, `ICMPv4 destination-unreachable/fragmentation-needed (type 3 code 4)`,
     /// or `ICMPv6 packet-too-big (type 2) codes 1-3, 7` when a rule takes only some of the codes.
-    static func describe(_ family: ICMPFamily, type: UInt8, codes: Set<UInt8>) -> String {
-        if codes.count == 256 { return ICMPRegistry.describe(family, type: type) }
-        if codes.count == 1 { return ICMPRegistry.describe(family, type: type, code: codes.first!) }
+    static func describe(_ family: ICMPFamily, type: UInt8, codes: ByteSet) -> String {
+        let count = codes.count
+        if count == 256 { return ICMPRegistry.describe(family, type: type) }
+        if count == 1 { return ICMPRegistry.describe(family, type: type, code: codes.first { _ in true }!) }
         return ICMPRegistry.describe(family, type: type) + " codes " + ranges(codes)
     }
 
     /// `1-3, 7`.
-    static func ranges(_ values: Set<UInt8>) -> String {
-        let sorted = values.sorted()
+    static func ranges(_ values: ByteSet) -> String {
+        let sorted = Array(values)  // ascending
         var parts = [String]()
         var i = 0
         while i < sorted.count {
@@ -122,28 +152,28 @@ enum PolicyValidator {
     /// What earlier rules without `from` already decide, per family and type.
     enum Coverage {
         case none
-        case codes(Set<UInt8>)
+        case codes(ByteSet)
         case all
     }
 
     /// Rules every message of which an earlier rule without `from` already decides: they can never match, which
     /// is almost always a mistake in the order of the rules.
     static func unreachableRules(_ policy: Policy) -> [PolicyDiagnostic] {
-        var coverage: [ICMPFamily: [Coverage]] = [.ipv4: Array(repeating: .none, count: 256),
-                                                  .ipv6: Array(repeating: .none, count: 256)]
+        // Index `family.rawValue * 256 + type`: an array, so reading and updating a cell hashes nothing.
+        var coverage = [Coverage](repeating: .none, count: 2 * 256)
         var out = [PolicyDiagnostic]()
         for rule in policy.rules {
             var shadowed = true
             outer: for (family, set) in rule.messages {
-                let cov = coverage[family]!
+                let base = Int(family.rawValue) * 256
                 switch set {
                 case .all:
-                    for c in cov { if case .all = c { continue }; shadowed = false; break outer }
+                    for c in coverage[base..<base + 256] { if case .all = c { continue }; shadowed = false; break outer }
                 case .types(let types):
                     for (type, codes) in types {
-                        switch (cov[Int(type)], codes) {
+                        switch (coverage[base + Int(type)], codes) {
                         case (.all, _): continue
-                        case (.codes(let have), .only(let want)) where want.isSubset(of: have): continue
+                        case (.codes(let have), .only(let want)) where ByteSet(want).isSubset(of: have): continue
                         default: shadowed = false; break outer
                         }
                     }
@@ -155,19 +185,20 @@ enum PolicyValidator {
             }
             guard rule.sources == nil else { continue }
             for (family, set) in rule.messages {
+                let base = Int(family.rawValue) * 256
                 switch set {
                 case .all:
-                    coverage[family] = Array(repeating: .all, count: 256)
+                    for i in base..<base + 256 { coverage[i] = .all }
                 case .types(let types):
                     for (type, codes) in types {
-                        let i = Int(type)
-                        switch (coverage[family]![i], codes) {
+                        let i = base + Int(type)
+                        switch (coverage[i], codes) {
                         case (.all, _): break
-                        case (_, .all): coverage[family]![i] = .all
-                        case (.none, .only(let c)): coverage[family]![i] = c.count == 256 ? .all : .codes(c)
+                        case (_, .all): coverage[i] = .all
+                        case (.none, .only(let c)): coverage[i] = c.count == 256 ? .all : .codes(ByteSet(c))
                         case (.codes(let have), .only(let c)):
-                            let u = have.union(c)
-                            coverage[family]![i] = u.count == 256 ? .all : .codes(u)
+                            let u = have.union(ByteSet(c))
+                            coverage[i] = u.count == 256 ? .all : .codes(u)
                         }
                     }
                 }
