@@ -118,22 +118,38 @@ public struct CompiledPolicy: Sendable {
     /// Class 0 by family and type: index `family.rawValue * 256 + type` (512 entries).
     public var typeDecisions: [TypeDecision]
 
-    private struct Key: Hashable {
-        var sourceClass: UInt32
-        var family: ICMPFamily
-        var match: DecisionMatch
-        var type: UInt8
-        var code: UInt8
+    /// A decision-table key packed into one integer (class, family, match, type, code from the top down):
+    /// hashing one integer costs a fraction of hashing five fields.
+    private static func key(_ cls: UInt32, _ family: ICMPFamily, _ match: DecisionMatch, _ type: UInt8, _ code: UInt8) -> UInt64 {
+        UInt64(cls) << 32 | UInt64(family.rawValue) << 24 | UInt64(match.rawValue) << 16 | UInt64(type) << 8 | UInt64(code)
     }
 
-    private struct PrefixKey: Hashable {
-        var length: Int
-        var bytes: [UInt8]
-    }
+    private var decisionIndex: [UInt64: Int?]
+    /// By family (index `family.rawValue`), what ``sourceClass(family:address:)`` searches.
+    private var classIndex: [ClassIndex]
 
-    private var decisionIndex: [Key: Int?]
-    /// Per family: the prefix lengths present (longest first) and the classes by (length, address).
-    private var classIndex: [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])]
+    /// One family's classes as sorted arrays searched by bisection: cheaper to build than a dictionary, whose
+    /// hashing (and the runtime's first look-up of a new key type's Hashable conformance) took a tenth of
+    /// compiling a policy with 1,000 prefixes.
+    private struct ClassIndex {
+        /// The prefix lengths present, longest first.
+        var lengths: [Int]
+        /// The prefixes, ascending (of equal ones, as given, the last one counting).
+        var prefixes: [PackedPrefix]
+        /// `classes[i]` is the class id of `prefixes[i]`.
+        var classes: [UInt32]
+
+        /// The class id of exactly this prefix, or nil.
+        func find(_ prefix: PackedPrefix) -> UInt32? {
+            // The first index whose prefix is greater; the one before it is the last that is not.
+            var low = 0, high = prefixes.count
+            while low < high {
+                let mid = (low + high) / 2
+                if prefix < prefixes[mid] { high = mid } else { low = mid + 1 }
+            }
+            return low > 0 && prefixes[low - 1] == prefix ? classes[low - 1] : nil
+        }
+    }
 
     /// Assembles a compiled policy (``PolicyCompiler/compile(_:capacity:)`` is the way to get a correct one).
     public init(policy: Policy, decisions: [DecisionEntry], sourceClasses: [SourceClassEntry], typeDecisions: [TypeDecision]) {
@@ -146,38 +162,41 @@ public struct CompiledPolicy: Sendable {
         classIndex = CompiledPolicy.index(sourceClasses)
     }
 
-    private static func index(_ decisions: [DecisionEntry]) -> [Key: Int?] {
-        var out = [Key: Int?](minimumCapacity: decisions.count)
+    private static func index(_ decisions: [DecisionEntry]) -> [UInt64: Int?] {
+        var out = [UInt64: Int?](minimumCapacity: decisions.count)
         for d in decisions {
-            out[Key(sourceClass: d.sourceClass, family: d.family, match: d.match, type: d.type, code: d.code)] = .some(d.ruleIndex)
+            out[key(d.sourceClass, d.family, d.match, d.type, d.code)] = .some(d.ruleIndex)
         }
         return out
     }
 
-    private static func index(_ classes: [SourceClassEntry]) -> [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])] {
-        var out = [ICMPFamily: (lengths: [Int], classes: [PrefixKey: UInt32])]()
-        for family in ICMPFamily.allCases {
-            var map = [PrefixKey: UInt32]()
-            for e in classes where e.prefix.family == family {
-                map[PrefixKey(length: e.prefix.length, bytes: e.prefix.bytes)] = e.sourceClass
-            }
-            out[family] = (Set(map.keys.map(\.length)).sorted(by: >), map)
+    private static func index(_ classes: [SourceClassEntry]) -> [ClassIndex] {
+        ICMPFamily.allCases.map { family in
+            let entries = classes.filter { $0.prefix.family == family }
+            let prefixes = entries.map { PackedPrefix($0.prefix) }
+            // Ties in the order given, so that of equal prefixes the last is found (as a dictionary would keep it).
+            let order = prefixes.indices.sorted { (prefixes[$0], $0) < (prefixes[$1], $1) }
+            var lengthPresent = [Bool](repeating: false, count: family.addressBits + 1)
+            for e in entries { lengthPresent[e.prefix.length] = true }
+            return ClassIndex(lengths: lengthPresent.indices.reversed().filter { lengthPresent[$0] },
+                              prefixes: order.map { prefixes[$0] }, classes: order.map { entries[$0].sourceClass })
         }
-        return out
     }
 
     /// The source class of an address, as the datapath's LPM trie gives it: the id of the longest `from` prefix
     /// of `family` containing it, or 0.
     public func sourceClass(family: ICMPFamily, address: [UInt8]) -> UInt32 {
-        guard address.count == family.addressLength, let index = classIndex[family] else { return 0 }
+        guard address.count == family.addressLength else { return 0 }
+        let index = classIndex[Int(family.rawValue)]
+        let packed = PackedPrefix(family: family, address: address, length: family.addressBits)
         for length in index.lengths {
-            if let c = index.classes[PrefixKey(length: length, bytes: IPPrefix.mask(address, to: length))] { return c }
+            if let c = index.find(packed.truncated(to: length)) { return c }
         }
         return 0
     }
 
     /// True when `family` has `from` prefixes (the datapath looks its sources up only then).
-    public func hasSources(_ family: ICMPFamily) -> Bool { !(classIndex[family]?.lengths.isEmpty ?? true) }
+    public func hasSources(_ family: ICMPFamily) -> Bool { !classIndex[Int(family.rawValue)].lengths.isEmpty }
 
     /// The deciding rule's index for a message, or nil for the default, looked up exactly as the datapath does
     /// (see the file comment): source class (only if the family has prefixes), up to three probes in the class,
@@ -195,10 +214,50 @@ public struct CompiledPolicy: Sendable {
 
     /// The three probes in one class: `.some(result)` for the first entry found, nil if none is present.
     private func probe(_ cls: UInt32, _ family: ICMPFamily, _ type: UInt8, _ code: UInt8) -> Int?? {
-        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .code, type: type, code: code)] { return r }
-        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .anyCode, type: type, code: 0)] { return r }
-        if let r = decisionIndex[Key(sourceClass: cls, family: family, match: .anyType, type: 0, code: 0)] { return r }
+        if let r = decisionIndex[Self.key(cls, family, .code, type, code)] { return r }
+        if let r = decisionIndex[Self.key(cls, family, .anyCode, type, 0)] { return r }
+        if let r = decisionIndex[Self.key(cls, family, .anyType, 0, 0)] { return r }
         return nil
+    }
+}
+
+/// A prefix as integers, ordered as ``IPPrefix`` orders (family, then address, then length). The address is
+/// big-endian in `high` and `low` (IPv4 in the top half of `high`), so comparing the integers compares the bytes.
+/// The compiler sorts prefixes and the compiled policy looks them up in this form: hashing or comparing an
+/// ``IPPrefix`` goes over its `[UInt8]` byte by byte.
+struct PackedPrefix: Hashable, Comparable {
+    var family: UInt8
+    var high: UInt64
+    var low: UInt64
+    var length: Int
+
+    /// `address` (4 or 16 bytes) with every bit past `length` cleared.
+    init(family: ICMPFamily, address: [UInt8], length: Int) {
+        var high: UInt64 = 0, low: UInt64 = 0
+        for (i, b) in address.enumerated() {
+            if i < 8 { high |= UInt64(b) << (56 - 8 * i) } else { low |= UInt64(b) << (56 - 8 * (i - 8)) }
+        }
+        self.family = family.rawValue
+        self.high = high
+        self.low = low
+        self.length = length
+        self = truncated(to: length)
+    }
+
+    init(_ prefix: IPPrefix) { self.init(family: prefix.family, address: prefix.bytes, length: prefix.length) }
+
+    /// This prefix shortened to `length` bits (not longer than it is).
+    func truncated(to length: Int) -> PackedPrefix {
+        func keep(_ word: UInt64, _ bits: Int) -> UInt64 { bits <= 0 ? 0 : bits >= 64 ? word : word & ~(UInt64.max >> bits) }
+        var out = self
+        out.high = keep(high, length)
+        out.low = keep(low, length - 64)
+        out.length = length
+        return out
+    }
+
+    static func < (a: PackedPrefix, b: PackedPrefix) -> Bool {
+        (a.family, a.high, a.low, a.length) < (b.family, b.high, b.low, b.length)
     }
 }
 
