@@ -231,37 +231,66 @@ public enum ICMPRegistry {
         (0...255).map(UInt8.init).filter { isMember(family, $0, of: cls) }
     }
 
-    /// How much harm dropping this message does; nil for messages a policy may drop freely.
-    public static func protection(_ family: ICMPFamily, type: UInt8, code: UInt8) -> MessageProtection? {
-        switch (family, type) {
-        case (.ipv4, 3) where code == 4:
-            return .essential(reason: "needed by path-MTU discovery (TCP connections over paths with a smaller MTU hang otherwise)")
-        case (.ipv6, 2):
-            return .essential(reason: "needed by path-MTU discovery (IPv6 routers never fragment: connections over paths with a smaller MTU hang otherwise)")
-        case (.ipv6, 133...136):
-            return .essential(reason: "needed by IPv6 neighbor and router discovery (IPv6 stops working on the link otherwise)")
-        case (.ipv6, 130...132), (.ipv6, 143):
-            return .essential(reason: "needed by multicast listener discovery (IPv6 multicast breaks otherwise, and so does neighbor discovery behind MLD-snooping switches)")
-        case (.ipv6, 1), (.ipv6, 141), (.ipv6, 142), (.ipv6, 148), (.ipv6, 149), (.ipv6, 151...153):
-            return .mustNotDrop(limitAllowed: false)
-        case (.ipv6, 3) where code == 0, (.ipv6, 4) where code == 1 || code == 2:
-            return .mustNotDrop(limitAllowed: false)
-        case (.ipv6, 128), (.ipv6, 129):
-            return .mustNotDrop(limitAllowed: true)
-        default:
-            return nil
+    /// Messages a policy may not drop freely: a family's types, the codes concerned (nil: every code, for types
+    /// whose code a receiver ignores) and how much harm dropping them does.
+    private struct ProtectedTypes {
+        var family: ICMPFamily
+        var types: [UInt8]
+        var codes: [UInt8]?
+        var protection: MessageProtection
+
+        init(_ family: ICMPFamily, _ types: [UInt8], codes: [UInt8]? = nil, _ protection: MessageProtection) {
+            (self.family, self.types, self.codes, self.protection) = (family, types, codes, protection)
         }
     }
 
-    /// The (family, type, codes) triples ``protection(_:type:code:)`` covers, for walking a policy against them.
-    /// `codes` is every code that is protected (all 256 for types whose code a receiver ignores).
-    static let protectedMessages: [(family: ICMPFamily, type: UInt8, codes: [UInt8])] = {
-        var out = [(family: ICMPFamily, type: UInt8, codes: [UInt8])]()
-        for family in ICMPFamily.allCases {
-            for type in 0...255 {
-                let codes = (0...255).map(UInt8.init).filter { protection(family, type: UInt8(type), code: $0) != nil }
-                if !codes.isEmpty { out.append((family, UInt8(type), codes)) }
+    /// What ``protection(_:type:code:)`` answers, as data (no type appears twice), so that
+    /// ``protectedMessages`` is read off it instead of asking about all 2 x 256 x 256 messages, which took a
+    /// percent of checking a policy.
+    private static let protectionTable: [ProtectedTypes] = [
+        ProtectedTypes(.ipv4, [3], codes: [4],
+                       .essential(reason: "needed by path-MTU discovery (TCP connections over paths with a smaller MTU hang otherwise)")),
+        ProtectedTypes(.ipv6, [2],
+                       .essential(reason: "needed by path-MTU discovery (IPv6 routers never fragment: connections over paths with a smaller MTU hang otherwise)")),
+        ProtectedTypes(.ipv6, Array(133...136),
+                       .essential(reason: "needed by IPv6 neighbor and router discovery (IPv6 stops working on the link otherwise)")),
+        ProtectedTypes(.ipv6, Array(130...132) + [143],
+                       .essential(reason: "needed by multicast listener discovery (IPv6 multicast breaks otherwise, and so does neighbor discovery behind MLD-snooping switches)")),
+        ProtectedTypes(.ipv6, [1, 141, 142, 148, 149] + Array(151...153), .mustNotDrop(limitAllowed: false)),
+        ProtectedTypes(.ipv6, [3], codes: [0], .mustNotDrop(limitAllowed: false)),
+        ProtectedTypes(.ipv6, [4], codes: [1, 2], .mustNotDrop(limitAllowed: false)),
+        ProtectedTypes(.ipv6, [128, 129], .mustNotDrop(limitAllowed: true)),
+    ]
+
+    /// Index into ``protectionTable`` by family and type (index `family.rawValue * 256 + type`), or -1.
+    private static let protectionIndex: [Int] = {
+        var out = [Int](repeating: -1, count: 2 * 256)
+        for (n, entry) in protectionTable.enumerated() {
+            for type in entry.types {
+                let i = Int(entry.family.rawValue) * 256 + Int(type)
+                precondition(out[i] < 0, "protectionTable lists \(entry.family) type \(type) twice")
+                out[i] = n
             }
+        }
+        return out
+    }()
+
+    /// How much harm dropping this message does; nil for messages a policy may drop freely.
+    public static func protection(_ family: ICMPFamily, type: UInt8, code: UInt8) -> MessageProtection? {
+        let n = protectionIndex[Int(family.rawValue) * 256 + Int(type)]
+        guard n >= 0, protectionTable[n].codes?.contains(code) ?? true else { return nil }
+        return protectionTable[n].protection
+    }
+
+    /// The (family, type, codes) triples ``protection(_:type:code:)`` covers, for walking a policy against them,
+    /// IPv4 first, by type. `codes` is every code that is protected, ascending (all 256 for types whose code a
+    /// receiver ignores).
+    static let protectedMessages: [(family: ICMPFamily, type: UInt8, codes: [UInt8])] = {
+        let allCodes = (0...255).map(UInt8.init)
+        var out = [(family: ICMPFamily, type: UInt8, codes: [UInt8])]()
+        for i in protectionIndex.indices where protectionIndex[i] >= 0 {
+            let entry = protectionTable[protectionIndex[i]]
+            out.append((ICMPFamily(rawValue: UInt8(i / 256))!, UInt8(i % 256), entry.codes?.sorted() ?? allCodes))
         }
         return out
     }()
