@@ -73,9 +73,9 @@ enum PolicyValidator {
 
         init(_ rules: [Rule]) {
             types = Array(repeating: ByteSet(), count: rules.count * 2)
-            for (i, rule) in rules.enumerated() {
+            for i in rules.indices {
                 // Iterating the dictionaries hashes nothing; looking a key up would.
-                for (family, set) in rule.messages {
+                for (family, set) in rules[i].messages {
                     switch set {
                     case .all: types[i * 2 + Int(family.rawValue)] = .all
                     case .types(let t): types[i * 2 + Int(family.rawValue)] = ByteSet(t.keys)
