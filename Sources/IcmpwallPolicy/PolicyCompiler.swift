@@ -296,10 +296,7 @@ private enum TypeResult: Equatable {
     var mostCommon: Ref {
         switch self {
         case .uniform(let r): return r
-        case .perCode(let a):
-            var counts = [Ref: Int]()
-            for r in a { counts[r, default: 0] += 1 }
-            return counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }!.key
+        case .perCode(let a): return mostCommonRef(a)!
         }
     }
 
@@ -320,6 +317,23 @@ private enum TypeResult: Equatable {
     }
 }
 
+/// The most common value (the lowest on a tie), or nil for none. Counted in runs of a sorted copy: a
+/// dictionary of counts hashes every value, which cost more than sorting 256 of them.
+private func mostCommonRef(_ values: [Ref]) -> Ref? {
+    let sorted = values.sorted()
+    var best: Ref?
+    var bestCount = 0
+    var i = 0
+    while i < sorted.count {
+        var j = i + 1
+        while j < sorted.count && sorted[j] == sorted[i] { j += 1 }
+        // Strictly more: of equally common values the first, which is the lowest.
+        if j - i > bestCount { (best, bestCount) = (sorted[i], j - i) }
+        i = j
+    }
+    return best
+}
+
 /// The entries one type needs under a fallback: an optional `.anyCode` value and `.code` entries.
 private struct TypeEmission {
     var anyCode: Ref?
@@ -334,6 +348,11 @@ private struct Compiler {
     var decisions = [DecisionEntry]()
     /// Entries counted, including those not stored once over capacity (so the error can say how many).
     var decisionCount = 0
+    /// Scratch space of ``emitClass(_:_:base:rules:)``, reused from class to class: a class's results for the
+    /// types its rules name, indexed by type (all nil between calls), and those types. An array rather than a
+    /// dictionary keyed by type, which hashed the type on every access.
+    var overrides = [TypeResult?](repeating: nil, count: 256)
+    var touched = [Int]()
 
     init(policy: Policy, capacity: CompileCapacity) {
         self.policy = policy
@@ -350,18 +369,29 @@ private struct Compiler {
                 message: "the policy has \(rules.count) rules; at most \(capacity.maxRules) fit the datapath")])
         }
 
-        // Source classes: every distinct prefix once, ids 1...N across both families.
-        var prefixRules = [IPPrefix: [Int]]()
-        for (i, rule) in rules.enumerated() {
-            for p in rule.sources ?? [] where rule.messages[p.family] != nil {
-                prefixRules[p, default: []].append(i)
+        // Source classes: every distinct prefix once, ids 1...N across both families, in IPPrefix order.
+        // Every (prefix, rule) use is sorted on the packed prefix, which puts the rules naming one prefix together
+        // (no Set or Dictionary keyed by IPPrefix, which hashes the address byte by byte).
+        var uses = [(prefix: PackedPrefix, rule: Int, source: Int)]()
+        for i in rules.indices {
+            for (s, p) in (rules[i].sources ?? []).enumerated() { uses.append((PackedPrefix(p), i, s)) }
+        }
+        uses.sort { ($0.prefix, $0.rule) < ($1.prefix, $1.rule) }
+        var sortedPrefixes = [IPPrefix]()
+        // By index in sortedPrefixes: the rules naming the prefix that can match its family, ascending.
+        var prefixRules = [[Int]]()
+        for (n, use) in uses.enumerated() {
+            let p = rules[use.rule].sources![use.source]
+            if n == 0 || use.prefix != uses[n - 1].prefix {
+                sortedPrefixes.append(p)
+                prefixRules.append([])
+            }
+            // Prefixes of rules that cannot match their family (a v6 prefix on a rule narrowed to IPv4 by its
+            // types) still become classes: they change nothing, and the trie then holds exactly the file's prefixes.
+            if rules[use.rule].messages[p.family] != nil && prefixRules[prefixRules.count - 1].last != use.rule {
+                prefixRules[prefixRules.count - 1].append(use.rule)
             }
         }
-        // Prefixes of rules that cannot match their family (a v6 prefix on a rule narrowed to IPv4 by its types)
-        // still become classes: they change nothing, and the trie then holds exactly the file's prefixes.
-        var allPrefixes = Set<IPPrefix>()
-        for rule in rules { for p in rule.sources ?? [] { allPrefixes.insert(p) } }
-        let sortedPrefixes = allPrefixes.sorted()
         for family in ICMPFamily.allCases {
             let n = sortedPrefixes.lazy.filter { $0.family == family }.count
             if n > capacity.maxPrefixesPerFamily {
@@ -378,20 +408,22 @@ private struct Compiler {
             let base = classZeroTable(family)
             typeDecisions += base.map(Self.typeDecision)
             emitClassZero(family, base)
-            // Lengths present and prefixes by (length, address), to find each prefix's ancestors.
-            var byLength = [Int: Set<[UInt8]>]()
-            for p in sortedPrefixes where p.family == family { byLength[p.length, default: []].insert(p.bytes) }
-            let lengths = byLength.keys.sorted()
-            for entry in sourceClasses where entry.prefix.family == family {
-                let p = entry.prefix
-                var applicable = Set<Int>()
-                for length in lengths where length <= p.length {
-                    let masked = IPPrefix.mask(p.bytes, to: length)
-                    if byLength[length]!.contains(masked) {
-                        for r in prefixRules[IPPrefix(bytes: masked, length: length)] ?? [] { applicable.insert(r) }
-                    }
+            // A prefix's ancestors (itself included) are the `from` prefixes containing it, and its rules are theirs.
+            // Prefixes nest or are disjoint, and in IPPrefix order each comes after its ancestors, so the ancestors
+            // are what remains on a stack of the prefixes walked so far once those not containing it are popped.
+            var ancestors = [Int]()
+            for (n, p) in sortedPrefixes.enumerated() where p.family == family {
+                while let last = ancestors.last, !sortedPrefixes[last].contains(p) { ancestors.removeLast() }
+                ancestors.append(n)
+                var applicable = [Int]()
+                for a in ancestors { applicable += prefixRules[a] }
+                if ancestors.count > 1 {
+                    // A rule may name several of the ancestors.
+                    var unique = [Int]()
+                    for r in applicable.sorted() where r != unique.last { unique.append(r) }
+                    applicable = unique
                 }
-                emitClass(entry.sourceClass, family, base: base, rules: applicable.sorted())
+                emitClass(sourceClasses[n].sourceClass, family, base: base, rules: applicable)
             }
         }
 
@@ -420,12 +452,14 @@ private struct Compiler {
     /// First-match results of the rules without `from`, for every type and code of a family: per type, walk the
     /// rules that name it, in order, until one takes every code still undecided.
     func classZeroTable(_ family: ICMPFamily) -> [TypeResult] {
-        var candidates = [[Int]](repeating: [], count: 256)
-        for (i, rule) in policy.rules.enumerated() where rule.sources == nil {
-            switch rule.messages[family] {
+        // Per type, the rules naming it with their codes for it, taken while iterating each rule's types (a
+        // lookup per rule and type later would hash the family and the type).
+        var candidates = [[(rule: Int, codes: CodeSet)]](repeating: [], count: 256)
+        for i in policy.rules.indices where policy.rules[i].sources == nil {
+            switch policy.rules[i].messages[family] {
             case nil: continue
-            case .all?: for t in 0..<256 { candidates[t].append(i) }
-            case .types(let types)?: for t in types.keys { candidates[Int(t)].append(i) }
+            case .all?: for t in 0..<256 { candidates[t].append((i, .all)) }
+            case .types(let types)?: for (t, codes) in types { candidates[Int(t)].append((i, codes)) }
             }
         }
         var table = [TypeResult]()
@@ -433,9 +467,9 @@ private struct Compiler {
         for t in 0..<256 {
             var result = TypeResult.uniform(defaultRef)
             var undecided = 256
-            for i in candidates[t] {
+            for (i, codes) in candidates[t] {
                 let ref = Ref(i)
-                switch policy.rules[i].messages[family]!.codes(of: UInt8(t))! {
+                switch codes {
                 case .all:
                     result = result.applying(ref, codes: nil)
                     undecided = 0
@@ -470,31 +504,38 @@ private struct Compiler {
     /// description (with an `.anyType` entry, so class 0 is never consulted) and a delta over class 0 (entries
     /// only for the types that differ, every other probe falling back to class 0).
     mutating func emitClass(_ cls: UInt32, _ family: ICMPFamily, base: [TypeResult], rules: [Int]) {
-        var overrides = [Int: TypeResult]()
+        func apply(_ t: Int, _ ref: Ref, _ codes: Set<UInt8>?) {
+            if overrides[t] == nil { touched.append(t) }
+            overrides[t] = (overrides[t] ?? base[t]).applying(ref, codes: codes)
+        }
         for i in rules {
             let ref = Ref(i)
             switch policy.rules[i].messages[family] {
             case nil: continue
             case .all?:
-                for t in 0..<256 { overrides[t] = (overrides[t] ?? base[t]).applying(ref, codes: nil) }
+                for t in 0..<256 { apply(t, ref, nil) }
             case .types(let types)?:
                 for (t, codes) in types {
                     let codeSet: Set<UInt8>?
                     if case .only(let c) = codes { codeSet = c } else { codeSet = nil }
-                    overrides[Int(t)] = (overrides[Int(t)] ?? base[Int(t)]).applying(ref, codes: codeSet)
+                    apply(Int(t), ref, codeSet)
                 }
             }
         }
-        var changed = [Int: TypeResult]()
-        for (t, r) in overrides {
-            let n = r.normalized
-            if n != base[t] { changed[t] = n }
+        // The types whose results differ from class 0's, ascending; the scratch array is left all nil.
+        touched.sort()
+        var changed = [(type: Int, result: TypeResult)]()
+        for t in touched {
+            let n = overrides[t]!.normalized
+            if n != base[t] { changed.append((t, n)) }
+            overrides[t] = nil
         }
+        touched.removeAll(keepingCapacity: true)
         if changed.isEmpty { return }
 
         // Delta over class 0.
         var delta = [(Int, TypeEmission)]()
-        for t in changed.keys.sorted() { delta.append((t, emission(changed[t]!, fallback: base[t]))) }
+        for (t, r) in changed { delta.append((t, emission(r, fallback: base[t]))) }
         let deltaCount = total(delta)
         if deltaCount > 1 {
             // A complete description: .anyType (always, it stops the fall back to class 0) plus per type.
@@ -513,9 +554,10 @@ private struct Compiler {
 
     /// The most common result among types whose codes all share one result (the best `.anyType` value).
     func mostCommonUniform(_ table: [TypeResult]) -> Ref {
-        var counts = [Ref: Int]()
-        for r in table { if case .uniform(let v) = r { counts[v, default: 0] += 1 } }
-        return counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key > $1.key }?.key ?? defaultRef
+        var uniform = [Ref]()
+        uniform.reserveCapacity(table.count)
+        for r in table { if case .uniform(let v) = r { uniform.append(v) } }
+        return mostCommonRef(uniform) ?? defaultRef
     }
 
     func emissions(_ table: [TypeResult], fallback: Ref) -> [(Int, TypeEmission)] {
