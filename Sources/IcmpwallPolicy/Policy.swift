@@ -41,6 +41,15 @@ public enum MessageSet: Sendable, Hashable {
     }
 }
 
+extension Dictionary where Key == ICMPFamily {
+    /// `self[family]`, found by scanning the entries rather than hashing the family: a rule's `messages` has at
+    /// most two, and the compiler and the validator ask once per rule and source class or protected message.
+    func value(scanningFor family: ICMPFamily) -> Value? {
+        for (f, value) in self where f == family { return value }
+        return nil
+    }
+}
+
 /// One rule of a policy. Rules are tried in order; the first that matches decides (first match wins).
 public struct Rule: Sendable, Hashable, CustomStringConvertible {
     /// The rule's name: `[a-z0-9][a-z0-9._-]{0,62}`, unique in its policy. Counters and buckets follow it.

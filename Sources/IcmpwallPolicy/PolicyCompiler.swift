@@ -388,7 +388,7 @@ private struct Compiler {
             }
             // Prefixes of rules that cannot match their family (a v6 prefix on a rule narrowed to IPv4 by its
             // types) still become classes: they change nothing, and the trie then holds exactly the file's prefixes.
-            if rules[use.rule].messages[p.family] != nil && prefixRules[prefixRules.count - 1].last != use.rule {
+            if rules[use.rule].messages.value(scanningFor: p.family) != nil && prefixRules[prefixRules.count - 1].last != use.rule {
                 prefixRules[prefixRules.count - 1].append(use.rule)
             }
         }
@@ -415,12 +415,11 @@ private struct Compiler {
             for (n, p) in sortedPrefixes.enumerated() where p.family == family {
                 while let last = ancestors.last, !sortedPrefixes[last].contains(p) { ancestors.removeLast() }
                 ancestors.append(n)
-                var applicable = [Int]()
-                for a in ancestors { applicable += prefixRules[a] }
+                var applicable = prefixRules[n]
                 if ancestors.count > 1 {
-                    // A rule may name several of the ancestors.
+                    // The ancestors' rules, ascending; a rule may name several of the ancestors.
                     var unique = [Int]()
-                    for r in applicable.sorted() where r != unique.last { unique.append(r) }
+                    for r in ancestors.flatMap({ prefixRules[$0] }).sorted() where r != unique.last { unique.append(r) }
                     applicable = unique
                 }
                 emitClass(sourceClasses[n].sourceClass, family, base: base, rules: applicable)
@@ -456,7 +455,7 @@ private struct Compiler {
         // lookup per rule and type later would hash the family and the type).
         var candidates = [[(rule: Int, codes: CodeSet)]](repeating: [], count: 256)
         for i in policy.rules.indices where policy.rules[i].sources == nil {
-            switch policy.rules[i].messages[family] {
+            switch policy.rules[i].messages.value(scanningFor: family) {
             case nil: continue
             case .all?: for t in 0..<256 { candidates[t].append((i, .all)) }
             case .types(let types)?: for (t, codes) in types { candidates[Int(t)].append((i, codes)) }
@@ -510,7 +509,7 @@ private struct Compiler {
         }
         for i in rules {
             let ref = Ref(i)
-            switch policy.rules[i].messages[family] {
+            switch policy.rules[i].messages.value(scanningFor: family) {
             case nil: continue
             case .all?:
                 for t in 0..<256 { apply(t, ref, nil) }

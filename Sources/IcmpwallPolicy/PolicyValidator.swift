@@ -34,7 +34,7 @@ enum PolicyValidator {
             for index in rules.indices {
                 if unresolved.isEmpty { break }
                 guard ruleTypes.matches(index, family, type),
-                      let codeSet = rules[index].messages[family]?.codes(of: type) else { continue }
+                      let codeSet = rules[index].messages.value(scanningFor: family)?.codes(of: type) else { continue }
                 let hit: ByteSet
                 switch codeSet {
                 case .all: hit = unresolved
