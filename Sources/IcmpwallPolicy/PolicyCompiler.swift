@@ -174,12 +174,17 @@ public struct CompiledPolicy: Sendable {
         ICMPFamily.allCases.map { family in
             let entries = classes.filter { $0.prefix.family == family }
             let prefixes = entries.map { PackedPrefix($0.prefix) }
-            // Ties in the order given, so that of equal prefixes the last is found (as a dictionary would keep it).
-            let order = prefixes.indices.sorted { (prefixes[$0], $0) < (prefixes[$1], $1) }
             var lengthPresent = [Bool](repeating: false, count: family.addressBits + 1)
             for e in entries { lengthPresent[e.prefix.length] = true }
-            return ClassIndex(lengths: lengthPresent.indices.reversed().filter { lengthPresent[$0] },
-                              prefixes: order.map { prefixes[$0] }, classes: order.map { entries[$0].sourceClass })
+            let lengths = lengthPresent.indices.reversed().filter { lengthPresent[$0] }
+            // The compiler gives the classes in order, each prefix once. (An index loop: zip() here made the
+            // runtime instantiate its generic metadata, a conformance search that cost more than the sort.)
+            if prefixes.indices.dropFirst().allSatisfy({ prefixes[$0 - 1] < prefixes[$0] }) {
+                return ClassIndex(lengths: lengths, prefixes: prefixes, classes: entries.map { $0.sourceClass })
+            }
+            // Ties in the order given, so that of equal prefixes the last is found (as a dictionary would keep it).
+            let order = prefixes.indices.sorted { (prefixes[$0], $0) < (prefixes[$1], $1) }
+            return ClassIndex(lengths: lengths, prefixes: order.map { prefixes[$0] }, classes: order.map { entries[$0].sourceClass })
         }
     }
 
@@ -443,8 +448,11 @@ private struct Compiler {
             return TypeDecision(cells: Array(repeating: ref(r), count: TypeDecision.codes + 1))
         case .perCode(let a):
             let high = a[TypeDecision.codes...]
-            let rest: TypeDecisionRef = high.allSatisfy { $0 == high.first! } ? ref(high.first!) : .probe
-            return TypeDecision(cells: a[0..<TypeDecision.codes].map(ref) + [rest])
+            var cells = [TypeDecisionRef]()
+            cells.reserveCapacity(TypeDecision.codes + 1)
+            for code in 0..<TypeDecision.codes { cells.append(ref(a[code])) }
+            cells.append(high.allSatisfy { $0 == high.first! } ? ref(high.first!) : .probe)
+            return TypeDecision(cells: cells)
         }
     }
 
