@@ -6,7 +6,7 @@
 // a mask.
 
 /// A set of `UInt8` values (types or codes); iterates in ascending order.
-struct ByteSet: Hashable, Sequence {
+struct ByteSet: Equatable, Sequence {
     /// Bit `v & 63` of word `v >> 6` is set when `v` is in the set.
     private var words: SIMD4<UInt64>
 

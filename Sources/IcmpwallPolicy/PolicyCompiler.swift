@@ -230,13 +230,13 @@ public struct CompiledPolicy: Sendable {
 /// big-endian in `high` and `low` (IPv4 in the top half of `high`), so comparing the integers compares the bytes.
 /// The compiler sorts prefixes and the compiled policy looks them up in this form: hashing or comparing an
 /// ``IPPrefix`` goes over its `[UInt8]` byte by byte.
-struct PackedPrefix: Hashable, Comparable {
+struct PackedPrefix: Comparable {
     var family: UInt8
     var high: UInt64
     var low: UInt64
     var length: Int
 
-    /// `address` (4 or 16 bytes) with every bit past `length` cleared.
+    /// `address` (4 or 16 bytes) as given: equal exactly when the ``IPPrefix`` values are (whose host bits are zero).
     init(family: ICMPFamily, address: [UInt8], length: Int) {
         var high: UInt64 = 0, low: UInt64 = 0
         for (i, b) in address.enumerated() {
@@ -246,12 +246,11 @@ struct PackedPrefix: Hashable, Comparable {
         self.high = high
         self.low = low
         self.length = length
-        self = truncated(to: length)
     }
 
     init(_ prefix: IPPrefix) { self.init(family: prefix.family, address: prefix.bytes, length: prefix.length) }
 
-    /// This prefix shortened to `length` bits (not longer than it is).
+    /// This prefix shortened to `length` bits (not longer than it is), the bits past them cleared.
     func truncated(to length: Int) -> PackedPrefix {
         func keep(_ word: UInt64, _ bits: Int) -> UInt64 { bits <= 0 ? 0 : bits >= 64 ? word : word & ~(UInt64.max >> bits) }
         var out = self
