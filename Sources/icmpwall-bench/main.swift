@@ -486,7 +486,8 @@ if let output = options.output {
         rules, writes only the rows that change), and again rotating three policies of that size whose per-source
         rules have other names and prefixes (the slot holds one of the others: all but the ten shared rules'
         rows are deleted and written anew), \(options.smoke ? 1 : 5) rounds
-        each, median wall time of the whole process (spawn to exit, what an operator waits for); beside it the
+        each, median wall time of the whole process (spawn to exit, what an operator waits for; spawned from a
+        thread that entered the receiver's namespace, so no nsenter is counted); beside it the
         same policies parsed, compiled and installed (`Dataplane.apply` on the pinned maps) inside the benchmark
         process (\(options.smoke ? "debug" : "release") build). `stats`: the wall time of `icmpwall stats --interface IF --json` with each
         policy installed. Agent: `icmpwall agent --interface IF
