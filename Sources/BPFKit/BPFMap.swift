@@ -281,6 +281,13 @@ public struct BPFMap: Sendable {
     /// Rows from `bpf_map_lookup_batch`: keys and value buffers (per-CPU maps: whole per-CPU buffers).
     /// Works for hash and array maps (kernel ≥ 5.6); batching ends when the kernel reports ENOENT.
     public func lookupBatch(chunk: UInt32 = 0) throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
+        let rows = try lookupBatchPacked(chunk: chunk)
+        return (0..<rows.count).map { (Array(rows.key($0)), Array(rows.value($0))) }
+    }
+
+    /// Every row from `bpf_map_lookup_batch`, packed back to back: no array per row, for callers that read
+    /// thousands of rows and keep few of them.
+    public func lookupBatchPacked(chunk: UInt32 = 0) throws(BPFError) -> PackedRows {
         let rowValue = try valueBufferSize()
         let k = Int(keySize)
         let perCall = Int(chunk == 0 ? min(max(maxEntries, 1), 4096) : chunk)
@@ -291,7 +298,7 @@ public struct BPFMap: Sendable {
         var inToken = [UInt8](repeating: 0, count: tokenSize)
         var outToken = [UInt8](repeating: 0, count: tokenSize)
         var first = true
-        var rows: [(key: [UInt8], value: [UInt8])] = []
+        var rows = PackedRows(keySize: k, valueSize: rowValue)
         while true {
             var count = UInt32(perCall)
             let r: Int32 = inToken.withUnsafeMutableBytes { inB in
@@ -309,10 +316,9 @@ public struct BPFMap: Sendable {
             let done = r == -ENOENT
             if !done { try check(r, "bpf_map_lookup_batch", "map \(name)") }
             let n = min(Int(count), perCall)
-            for i in 0..<n {
-                rows.append((Array(keysBuf[(i * k)..<((i + 1) * k)]),
-                             Array(valuesBuf[(i * rowValue)..<((i + 1) * rowValue)])))
-            }
+            rows.keys += keysBuf[0..<(n * k)]
+            rows.values += valuesBuf[0..<(n * rowValue)]
+            rows.count += n
             if done || n == 0 { break }
             inToken = outToken
             first = false
@@ -477,4 +483,31 @@ public struct BPFMap: Sendable {
         }
         return "map \(name) key \(key.map { String($0, radix: 16) }.joined(separator: ":"))"
     }
+}
+
+/// Map rows packed back to back, `count` keys of `keySize` bytes and `count` values of `valueSize` bytes (for
+/// per-CPU maps, the whole per-CPU buffer): the layout the batch calls read and write.
+public struct PackedRows: Sendable {
+    public let keySize: Int
+    public let valueSize: Int
+    public var keys: [UInt8] = []
+    public var values: [UInt8] = []
+    public var count = 0
+
+    public init(keySize: Int, valueSize: Int) {
+        self.keySize = keySize
+        self.valueSize = valueSize
+    }
+
+    /// Appends one row; its key and value must have the sizes the rows were made for.
+    public mutating func append<K: Collection<UInt8>, V: Collection<UInt8>>(key: K, value: V) {
+        precondition(key.count == keySize && value.count == valueSize,
+                     "row of \(key.count)+\(value.count) bytes, rows take \(keySize)+\(valueSize)")
+        keys += key
+        values += value
+        count += 1
+    }
+
+    public func key(_ i: Int) -> ArraySlice<UInt8> { keys[(i * keySize)..<((i + 1) * keySize)] }
+    public func value(_ i: Int) -> ArraySlice<UInt8> { values[(i * valueSize)..<((i + 1) * valueSize)] }
 }

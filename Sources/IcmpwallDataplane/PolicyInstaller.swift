@@ -102,7 +102,7 @@ public struct PolicyInstaller {
                                    values: policy.rules.indices.map { Self.abiRule(policy.rules[$0], identity: identities[$0]) })
         for (map, family) in [(maps.src4, ICMPFamily.ipv4), (maps.src6, .ipv6)] {
             let keySize = Int(map.keySize)
-            var rows = SlotRows(keySize: keySize, valueSize: Int(map.valueSize))
+            var rows = PackedRows(keySize: keySize, valueSize: Int(map.valueSize))
             for entry in compiled.sourceClasses where entry.prefix.family == family {
                 let prefix = entry.prefix
                 var key = [UInt8](repeating: 0, count: keySize)
@@ -114,7 +114,7 @@ public struct PolicyInstaller {
             }
             try syncSlot(of: map, slotOffset: 4, slot: target, to: rows)
         }
-        var decisionRows = SlotRows(keySize: Int(maps.decisions.keySize), valueSize: Int(maps.decisions.valueSize))
+        var decisionRows = PackedRows(keySize: Int(maps.decisions.keySize), valueSize: Int(maps.decisions.valueSize))
         for entry in compiled.decisions {
             var key = icw_decision_key()
             key.source_class = entry.sourceClass
@@ -401,58 +401,51 @@ public struct PolicyInstaller {
         try maps.ruleIDs.updateBatch(keys: keys, values: values, count: names.count)
     }
 
-    /// Rows for a hash or trie map, keys and values packed back to back as the batch calls take them.
-    struct SlotRows {
-        let keySize: Int, valueSize: Int
-        private(set) var keys: [UInt8] = [], values: [UInt8] = []
-        private(set) var count = 0
-
-        init(keySize: Int, valueSize: Int) {
-            self.keySize = keySize
-            self.valueSize = valueSize
-        }
-
-        mutating func append<K: Collection<UInt8>, V: Collection<UInt8>>(key: K, value: V) {
-            precondition(key.count == keySize && value.count == valueSize, "row of \(key.count)+\(value.count) bytes, map takes \(keySize)+\(valueSize)")
-            keys += key
-            values += value
-            count += 1
-        }
-
-        func key(_ i: Int) -> ArraySlice<UInt8> { keys[(i * keySize)..<((i + 1) * keySize)] }
-        func value(_ i: Int) -> ArraySlice<UInt8> { values[(i * valueSize)..<((i + 1) * valueSize)] }
-    }
-
     /// Makes the rows of `map` whose byte at `slotOffset` is `slot` (the idle slot) exactly `desired`: one batch
     /// read, then one batch delete of the rows the new policy does not have and one batch write of the rows that
     /// are new or hold another value. The slot mostly holds the policy before last, which usually shares most
     /// rows with the new one, so most of a re-apply's writes (a trie insert each) are skipped.
-    private func syncSlot(of map: BPFMap, slotOffset: Int, slot: UInt32, to desired: SlotRows) throws(BPFError) {
-        var present: [ArraySlice<UInt8>: ArraySlice<UInt8>] = [:]
-        for row in try Self.allRows(of: map) where row.key.count > slotOffset && UInt32(row.key[slotOffset]) == slot {
-            present[row.key[...]] = row.value.prefix(desired.valueSize)
+    private func syncSlot(of map: BPFMap, slotOffset: Int, slot: UInt32, to desired: PackedRows) throws(BPFError) {
+        let rows = try Self.allRows(of: map)
+        // Row keys hashed as whole byte strings (an ArraySlice hashes byte by byte), mapped to their row.
+        var present: [RowKey: Int] = [:]
+        present.reserveCapacity(rows.count)
+        for i in 0..<rows.count {
+            let key = rows.key(i)
+            if key.count > slotOffset && UInt32(key[key.startIndex + slotOffset]) == slot { present[RowKey(bytes: key)] = i }
         }
-        var writes = SlotRows(keySize: desired.keySize, valueSize: desired.valueSize)
+        var writes = PackedRows(keySize: desired.keySize, valueSize: desired.valueSize)
         for i in 0..<desired.count {
             let key = desired.key(i), value = desired.value(i)
-            if let old = present.removeValue(forKey: key), old.elementsEqual(value) { continue }
+            if let old = present.removeValue(forKey: RowKey(bytes: key)),
+               rows.value(old).prefix(desired.valueSize).elementsEqual(value) { continue }
             writes.append(key: key, value: value)
         }
         var doomed: [UInt8] = []
-        for key in present.keys { doomed += key }
+        doomed.reserveCapacity(present.count * desired.keySize)
+        for key in present.keys { doomed += key.bytes }
         try map.deleteBatch(keys: doomed, count: present.count)
         try map.updateBatch(keys: writes.keys, values: writes.values, count: writes.count)
     }
 
+    /// A map key as a dictionary key: hashed and compared as one run of bytes.
+    private struct RowKey: Hashable {
+        let bytes: ArraySlice<UInt8>
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+        static func == (a: RowKey, b: RowKey) -> Bool {
+            a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in x.count == y.count && memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+        }
+    }
+
     /// Every row of a map from one batch read; a key walk and a lookup per key (two syscalls per row) where the
     /// kernel has no batch lookup for the map type (ENOTSUPP).
-    private static func allRows(of map: BPFMap) throws(BPFError) -> [(key: [UInt8], value: [UInt8])] {
+    private static func allRows(of map: BPFMap) throws(BPFError) -> PackedRows {
         do {
-            return try map.lookupBatch()
+            return try map.lookupBatchPacked()
         } catch where error.errno == 524 || error.errno == EOPNOTSUPP {
-            var rows: [(key: [UInt8], value: [UInt8])] = []
+            var rows = PackedRows(keySize: Int(map.keySize), valueSize: try map.valueBufferSize())
             for key in try map.keys() {
-                if let value = try map.lookup(key: key) { rows.append((key, value)) }
+                if let value = try map.lookup(key: key) { rows.append(key: key, value: value) }
             }
             return rows
         }
