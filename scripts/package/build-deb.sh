@@ -46,6 +46,15 @@ printf 'Source: icmpwall\n\nPackage: icmpwall\nArchitecture: any\n' > "$tree/deb
 cat "$work/shlibdeps.err" >&2
 depends=$(sed -n 's/^shlibs:Depends=//p' "$work/substvars")
 [ -n "$depends" ] || die "dpkg-shlibdeps found no dependencies for $bin"
+# The Debian package that ships a library file (empty if none does); /lib and /usr/lib are one folder (merged
+# /usr), so dpkg may know the file under either name.
+owner_package() {
+	local owner
+	owner=$(dpkg -S "$1" 2>/dev/null || dpkg -S "$(realpath "$1")" 2>/dev/null || dpkg -S "${1#/usr}" 2>/dev/null \
+		|| dpkg -S "/usr$1" 2>/dev/null || true)
+	echo "${owner%%:*}"
+}
+
 # Libraries the binary opens with dlopen (not NEEDED, so dpkg-shlibdeps cannot see them): libpcap, for capture
 # files (Sources/IcmpwallCapture/Pcap.swift). Each must resolve here; the package that ships it joins Depends.
 for soname in libpcap.so.0.8; do
@@ -53,9 +62,7 @@ for soname in libpcap.so.0.8; do
 	path=$(ldconfig -p | awk -v l="$soname" '$1 == l && /x86-64|64bit/ { print $NF; exit }')
 	[ -n "$path" ] || path=$(ldconfig -p | awk -v l="$soname" '$1 == l { print $NF; exit }')
 	[ -n "$path" ] || die "$soname (opened at run time) is not installed here"
-	owner=$(dpkg -S "$(realpath "$path")" 2>/dev/null || dpkg -S "$path" 2>/dev/null || dpkg -S "${path#/usr}" 2>/dev/null \
-		|| dpkg -S "/usr${path}" 2>/dev/null || true)
-	pkg=${owner%%:*}
+	pkg=$(owner_package "$path")
 	[ -n "$pkg" ] || die "$soname ($path) belongs to no Debian package"
 	depends="$depends, $pkg"
 	echo "make deb: dlopen $soname -> $pkg"
@@ -72,10 +79,7 @@ for lib in $needed; do
 	# "libx.so.1 => /path (addr)", or "/path/ld-linux-x86-64.so.2 (addr)" for the dynamic linker.
 	path=$(ldd "$bin" | awk -v l="$lib" '$1 == l && $2 == "=>" { print $3; exit } $1 ~ ("/" l "$") { print $1; exit }')
 	[ -n "$path" ] || die "NEEDED $lib does not resolve (ldd)"
-	# dpkg knows the path a package shipped; /lib and /usr/lib are one folder (merged /usr).
-	owner=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(realpath "$path")" 2>/dev/null || dpkg -S "${path#/usr}" 2>/dev/null \
-		|| dpkg -S "/usr$path" 2>/dev/null || true)
-	pkg=${owner%%:*}
+	pkg=$(owner_package "$path")
 	[ -n "$pkg" ] || die "NEEDED $lib ($path) belongs to no Debian package: the package cannot depend on it"
 	[[ "$depends_names" == *" $pkg "* ]] || die "NEEDED $lib comes from $pkg, which Depends ($depends) does not name"
 	echo "make deb: NEEDED $lib -> $pkg"
