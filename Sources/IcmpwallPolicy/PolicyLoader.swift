@@ -80,10 +80,16 @@ public enum PolicyLoader {
     /// Where `text` nests deeper than ``maxNesting`` (flow brackets, block indentation or `- ` items on one
     /// line), judged by a cheap scan before YAML parsing; nil when it does not.
     static func excessiveNesting(_ text: String) -> (line: Int, column: Int)? {
+        // A native string's UTF-8 is contiguous: scanning the buffer avoids the UTF8View's per-byte index checks.
+        if let found = text.utf8.withContiguousStorageIfAvailable({ excessiveNesting(bytes: $0) }) { return found }
+        return excessiveNesting(bytes: Array(text.utf8))
+    }
+
+    private static func excessiveNesting<Bytes: Collection<UInt8>>(bytes: Bytes) -> (line: Int, column: Int)? {
         var depth = 0, line = 1
         var quote: UInt8? = nil
         var lineStart = true, indent = 0, dashes = 0, column = 0
-        for byte in text.utf8 {
+        for byte in bytes {
             column += 1
             if byte == UInt8(ascii: "\n") {
                 line += 1; column = 0; lineStart = true; indent = 0; dashes = 0; quote = nil

@@ -16,15 +16,21 @@ struct PolicyParser {
 
     /// A mapping's checked keys in file order. A policy mapping has at most eight keys, so a linear search by
     /// name beats hashing the key strings (a 1,000-rule policy looks fields up tens of thousands of times).
+    /// Names and fields are kept apart so that a search compares names without copying (and retaining) the
+    /// nodes of every field it passes.
     struct Fields {
-        private var entries: [(name: String, field: Field)] = []
+        private var names: [String] = []
+        private var fields: [Field] = []
 
         subscript(name: String) -> Field? {
-            for entry in entries where entry.name == name { return entry.field }
-            return nil
+            guard let i = names.firstIndex(of: name) else { return nil }
+            return fields[i]
         }
 
-        mutating func append(_ name: String, _ field: Field) { entries.append((name, field)) }
+        mutating func append(_ name: String, _ field: Field) {
+            names.append(name)
+            fields.append(field)
+        }
     }
 
     static let topKeys = ["version", "name", "mode", "default", "allow-unsafe", "rules", "guards", "egress"]
