@@ -205,6 +205,7 @@ func drawChart(to path: String, mix: [MixRow], floods: [FloodComparison], contro
         unset xlabel
         set yrange [0:*]
         set title "Control plane against its targets: value / target (below 1 is met)"
+        set bmargin 5
         set ylabel "value / target"
         set style data boxes
         set boxwidth 0.6
