@@ -46,7 +46,7 @@ private struct PcapLibrary: @unchecked Sendable {
     let dumpClose: @convention(c) (OpaquePointer?) -> Void
 
     /// The library, or why it cannot be used; loaded once, by the first caller.
-    static let shared: Result<PcapLibrary, PcapMessage> = load()
+    static let shared: Result<PcapLibrary, PcapMessage> = load(soname)
 
     /// The library once loaded: only callers holding a handle it returned use this.
     static var loaded: PcapLibrary {
@@ -54,7 +54,7 @@ private struct PcapLibrary: @unchecked Sendable {
         return library
     }
 
-    private static func load() -> Result<PcapLibrary, PcapMessage> {
+    static func load(_ soname: String) -> Result<PcapLibrary, PcapMessage> {
         guard let handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "not found"
             return .failure(PcapMessage(text: "cannot load libpcap, which reading and writing capture files needs: \(reason) (on Debian: apt install libpcap0.8)"))
@@ -120,6 +120,15 @@ private struct PcapLibrary: @unchecked Sendable {
 }
 
 enum Pcap {
+    /// Why the shared library `soname` cannot serve as libpcap, or nil if it can: what a capture command reports
+    /// where libpcap is missing or too old.
+    static func loadProblem(soname: String) -> String? {
+        switch PcapLibrary.load(soname) {
+        case .success: nil
+        case .failure(let message): message.text
+        }
+    }
+
     /// DLT_ values of the link types this module supports.
     static let dltEthernet = Int32(DLT_EN10MB)
     static let dltLinuxSLL = Int32(DLT_LINUX_SLL)
