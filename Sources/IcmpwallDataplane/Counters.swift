@@ -1,6 +1,9 @@
 import BPFKit
 import CIcmpwallShim
 import IcmpwallPolicy
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Names of the guards, indexed by `enum icw_guard`.
 public let guardNames = ["malformed", "fragments", "bogus-errors", "broadcast-echo", "max-echo-payload"]
@@ -155,18 +158,41 @@ public struct CounterReader {
         self.interface = interface
     }
 
+    /// Every row of a per-CPU counter map (u32 keys) with its CPUs' values added up by `add`, read straight from
+    /// the batch buffers. Stats reads every row of every counter map (10,241 rule rows however few rules there
+    /// are); an array per row and CPU, through BPFKit's unspecialized generic reader, cost more than the syscall.
+    private static func summedRows<V: BitwiseCopyable>(_ map: BPFMap, as: V.Type, add: (inout V, V) -> Void) throws(BPFError) -> [(key: UInt32, value: V)] {
+        guard map.type.isPerCPU, map.keySize == 4, MemoryLayout<V>.size <= Int(map.valueSize) else {
+            throw BPFError(operation: "CounterReader", errno: EINVAL,
+                           context: "map \(map.name) is not a per-CPU map of u32 keys and \(MemoryLayout<V>.size)-byte values")
+        }
+        let rows = try map.lookupBatchPacked()
+        let stride = map.perCPUStride, cpus = rows.valueSize / stride
+        var out: [(key: UInt32, value: V)] = []
+        out.reserveCapacity(rows.count)
+        rows.keys.withUnsafeBytes { keys in
+            rows.values.withUnsafeBytes { values in
+                for i in 0..<rows.count {
+                    let base = i * rows.valueSize
+                    var sum = values.loadUnaligned(fromByteOffset: base, as: V.self)
+                    for cpu in 1..<max(cpus, 1) { add(&sum, values.loadUnaligned(fromByteOffset: base + cpu * stride, as: V.self)) }
+                    out.append((keys.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self), sum))
+                }
+            }
+        }
+        return out
+    }
+
     private func typeRows(_ map: BPFMap, direction: String, layout: CounterLayout) throws(BPFError) -> [TypeCounterRow] {
         var rows: [TypeCounterRow] = []
-        let perRow = try map.lookupBatchPerCPU(keyType: UInt32.self, as: icw_type_counter.self)
-        for (row, perCPU) in perRow.sorted(by: { $0.key < $1.key }) where Int(row) < layout.slots.count {
+        let summed = try Self.summedRows(map, as: icw_type_counter.self) { sum, c in
+            sum.passed_packets &+= c.passed_packets
+            sum.passed_bytes &+= c.passed_bytes
+            sum.dropped_packets &+= c.dropped_packets
+            sum.dropped_bytes &+= c.dropped_bytes
+        }
+        for (row, sum) in summed.sorted(by: { $0.key < $1.key }) where Int(row) < layout.slots.count {
             guard let slot = layout.slots[Int(row)] else { continue }
-            var sum = icw_type_counter()
-            for c in perCPU {
-                sum.passed_packets &+= c.passed_packets
-                sum.passed_bytes &+= c.passed_bytes
-                sum.dropped_packets &+= c.dropped_packets
-                sum.dropped_bytes &+= c.dropped_bytes
-            }
             if sum.passed_packets == 0 && sum.dropped_packets == 0 { continue }
             rows.append(TypeCounterRow(
                 interface: interface, direction: direction,
@@ -191,15 +217,24 @@ public struct CounterReader {
         let identities = try PolicyInstaller(maps: maps).readIdentities()
         names += identities.map { ($0.value.rule_id, $0.key) }.sorted { $0.0 < $1.0 }
         // Many rules: one batch read of the whole array beats a lookup per rule.
-        var all: [UInt32: [icw_rule_counter]] = [:]
+        var all: [UInt32: icw_rule_counter] = [:]
         if names.count > 64 {
-            for row in try maps.ruleCounters.lookupBatchPerCPU(keyType: UInt32.self, as: icw_rule_counter.self) { all[row.key] = row.values }
+            let summed = try Self.summedRows(maps.ruleCounters, as: icw_rule_counter.self) { sum, c in
+                sum.matched &+= c.matched
+                sum.dropped &+= c.dropped
+            }
+            all.reserveCapacity(summed.count)
+            for (id, sum) in summed { all[id] = sum }
         }
         for (id, name) in names {
-            let perCPU: [icw_rule_counter]
-            if let batched = all[id] { perCPU = batched } else { perCPU = try maps.ruleCounters.lookupPerCPU(id, as: icw_rule_counter.self) }
-            let matched = perCPU.reduce(UInt64(0)) { $0 &+ $1.matched }
-            let dropped = perCPU.reduce(UInt64(0)) { $0 &+ $1.dropped }
+            let matched: UInt64, dropped: UInt64
+            if let sum = all[id] {
+                (matched, dropped) = (sum.matched, sum.dropped)
+            } else {
+                let perCPU = try maps.ruleCounters.lookupPerCPU(id, as: icw_rule_counter.self)
+                matched = perCPU.reduce(UInt64(0)) { $0 &+ $1.matched }
+                dropped = perCPU.reduce(UInt64(0)) { $0 &+ $1.dropped }
+            }
             snapshot.rules.append(RuleCounterRow(interface: interface, name: name, matched: matched, dropped: dropped))
         }
 
