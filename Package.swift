@@ -11,7 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
-        // Tests only: reads the Kubernetes manifests (several documents, anchors and all) the deploy tests check.
+        // Tests only: reads the Kubernetes manifests (several documents, anchors and all) the deploy tests check, and
+        // is the reference the policy reader's own YAML composer is compared with on fuzzed documents.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // The agent (`icmpwall agent`): lifecycle and signals, Prometheus exposition, a minimal HTTP/1.1 server.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -110,7 +111,10 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(
             name: "IcmpwallModelTests",
-            dependencies: ["IcmpwallDifferential", "IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit"]
+            dependencies: [
+                "IcmpwallDifferential", "IcmpwallModel", "IcmpwallDataplane", "IcmpwallPolicy", "IcmpwallFrames", "IcmpwallCapture", "BPFKit",
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         .testTarget(
             name: "IcmpwallDataplaneTests",
