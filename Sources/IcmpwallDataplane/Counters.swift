@@ -1,9 +1,6 @@
 import BPFKit
 import CIcmpwallShim
 import IcmpwallPolicy
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Names of the guards, indexed by `enum icw_guard`.
 public let guardNames = ["malformed", "fragments", "bogus-errors", "broadcast-echo", "max-echo-payload"]
@@ -158,34 +155,10 @@ public struct CounterReader {
         self.interface = interface
     }
 
-    /// Every row of a per-CPU counter map (u32 keys) with its CPUs' values added up by `add`, read straight from
-    /// the batch buffers. Stats reads every row of every counter map (10,241 rule rows however few rules there
-    /// are); an array per row and CPU, through BPFKit's unspecialized generic reader, cost more than the syscall.
-    private static func summedRows<V: BitwiseCopyable>(_ map: BPFMap, as: V.Type, add: (inout V, V) -> Void) throws(BPFError) -> [(key: UInt32, value: V)] {
-        guard map.type.isPerCPU, map.keySize == 4, MemoryLayout<V>.size <= Int(map.valueSize) else {
-            throw BPFError(operation: "CounterReader", errno: EINVAL,
-                           context: "map \(map.name) is not a per-CPU map of u32 keys and \(MemoryLayout<V>.size)-byte values")
-        }
-        let rows = try map.lookupBatchPacked()
-        let stride = map.perCPUStride, cpus = rows.valueSize / stride
-        var out: [(key: UInt32, value: V)] = []
-        out.reserveCapacity(rows.count)
-        rows.keys.withUnsafeBytes { keys in
-            rows.values.withUnsafeBytes { values in
-                for i in 0..<rows.count {
-                    let base = i * rows.valueSize
-                    var sum = values.loadUnaligned(fromByteOffset: base, as: V.self)
-                    for cpu in 1..<max(cpus, 1) { add(&sum, values.loadUnaligned(fromByteOffset: base + cpu * stride, as: V.self)) }
-                    out.append((keys.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self), sum))
-                }
-            }
-        }
-        return out
-    }
-
     private func typeRows(_ map: BPFMap, direction: String, layout: CounterLayout) throws(BPFError) -> [TypeCounterRow] {
         var rows: [TypeCounterRow] = []
-        let summed = try Self.summedRows(map, as: icw_type_counter.self) { sum, c in
+        // Every row, however few carry counts: one batch read, summed across CPUs as it is read.
+        let summed = try map.lookupBatchPerCPUFolded(keyType: UInt32.self, as: icw_type_counter.self) { sum, c in
             sum.passed_packets &+= c.passed_packets
             sum.passed_bytes &+= c.passed_bytes
             sum.dropped_packets &+= c.dropped_packets
@@ -219,7 +192,7 @@ public struct CounterReader {
         // Many rules: one batch read of the whole array beats a lookup per rule.
         var all: [UInt32: icw_rule_counter] = [:]
         if names.count > 64 {
-            let summed = try Self.summedRows(maps.ruleCounters, as: icw_rule_counter.self) { sum, c in
+            let summed = try maps.ruleCounters.lookupBatchPerCPUFolded(keyType: UInt32.self, as: icw_rule_counter.self) { sum, c in
                 sum.matched &+= c.matched
                 sum.dropped &+= c.dropped
             }

@@ -51,6 +51,13 @@ struct ObjectTests {
         try counters.updatePerCPU(UInt32(3), (0..<cpus).map { UInt64($0 + 1) })
         #expect(try counters.lookupPerCPU(UInt32(3), as: UInt64.self) == (0..<cpus).map { UInt64($0 + 1) })
         #expect(try counters.lookup(key: [3, 0, 0, 0])?.count == cpus * 8)
+        // Folded: each row's CPUs summed (row 3 holds 1, 2, ... on CPUs 0, 1, ...), or combined any other way.
+        let sums = try counters.lookupBatchPerCPUFolded(keyType: UInt32.self, as: UInt64.self) { $0 &+= $1 }
+        #expect(sums.map(\.key) == [0, 1, 2, 3])
+        #expect(sums.map(\.value) == [0, UInt64(n) + 1, 0, UInt64(cpus * (cpus + 1) / 2)])
+        let maxima = try counters.lookupBatchPerCPUFolded(keyType: UInt32.self, as: UInt64.self) { $0 = max($0, $1) }
+        #expect(maxima[3].value == UInt64(cpus))
+        #expect(throws: BPFError.self) { try counters.lookupBatchPerCPUFolded(keyType: UInt16.self, as: UInt64.self) { $0 &+= $1 } }
 
         let info = try prog.info()
         #expect(info.name == "count_icmp")
